@@ -1,0 +1,108 @@
+"""Load an exported MMGAT artifact and score windows with ONNX Runtime (CUDA EP -> CPU).
+
+An artifact is `NAME.onnx` with its metadata inside (JSON under the `mmgat` key) and
+`NAME.onnx.sha256` beside it; the frontend it was trained on lies beside it too (or is the
+shipped default), and is accepted only when its fingerprint matches the metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmgat.model.frontend import (ASSETS, DEFAULT_FRONTEND, Frontend, default_device,
+                                  load_frontend)
+from mmgat.model.labels import CLASSES, GROUPS
+
+DEFAULT_MODEL = ASSETS / "mmgat.onnx"
+METADATA_KEY = "mmgat"
+INPUTS = ("nodes", "weights", "scale_masks", "node_mask")
+OUTPUTS = ("probs", "group_probs", "node_probs")
+REQUIRED_METADATA = ("classes", "groups", "thresholds", "group_thresholds", "window", "hop",
+                     "neighbours", "frontend_name", "frontend_fingerprint", "frontend_file",
+                     "text_encoder", "version", "training")
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+class ModelError(ValueError):
+    """An artifact that cannot be used: missing, corrupt, or not matching its frontend."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def choose_providers(cpu: bool, available: list[str]) -> list[str]:
+    """CUDA first when onnxruntime-gpu sees a GPU and the user did not ask for CPU."""
+    return [CUDA, CPU] if CUDA in available and not cpu else [CPU]
+
+
+def check_metadata(metadata: dict, source) -> dict:
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
+    if tuple(metadata["classes"]) != CLASSES or tuple(metadata["groups"]) != GROUPS:
+        raise ModelError(f"{source}: its class list differs from this version's")
+    return metadata
+
+
+class MMGATSession:
+    """One ONNX Runtime session of an MMGAT artifact; `score` takes padded batches of graphs."""
+
+    def __init__(self, path=None, cpu: bool = False, intra_op_threads: int = 1):
+        import onnxruntime as ort
+
+        self.path = Path(path or DEFAULT_MODEL)
+        if not self.path.is_file():
+            raise ModelError(f"model not found: {self.path}")
+        data = self.path.read_bytes()
+        recorded = Path(f"{self.path}.sha256")
+        if not recorded.is_file():
+            raise ModelError(f"{self.path}: no recorded hash ({recorded.name} is missing)")
+        if sha256_bytes(data) != recorded.read_text().split()[0]:
+            raise ModelError(f"{self.path}: sha256 differs from {recorded.name} (corrupt or truncated)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                data, options, providers=choose_providers(cpu, ort.get_available_providers()))
+            metadata = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+        except Exception:
+            raise ModelError(f"{self.path}: not a valid MMGAT ONNX artifact") from None
+        self.metadata = check_metadata(metadata, self.path)
+        self.provider = self.session.get_providers()[0]
+        self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
+
+    def score(self, nodes, weights, scale_masks, node_mask) -> dict:
+        """nodes (B, N, D) f32, weights (B, N, N) f32, scale_masks (B, 3, N, N) bool,
+        node_mask (B, N) bool -> probs (B, C), group_probs (B, G), node_probs (B, N, C)."""
+        feeds = dict(zip(INPUTS, (np.asarray(nodes, np.float32), np.asarray(weights, np.float32),
+                                  np.asarray(scale_masks, bool), np.asarray(node_mask, bool))))
+        return dict(zip(OUTPUTS, self.session.run(OUTPUTS, feeds)))
+
+    def check_frontend(self, frontend: Frontend) -> None:
+        expected = self.metadata["frontend_fingerprint"]
+        actual = frontend.recorded_fingerprint or frontend.fingerprint()
+        if frontend.name != self.metadata["frontend_name"] or actual != expected:
+            raise ModelError(
+                f"{self.path.name} was trained on frontend {self.metadata['frontend_name']} "
+                f"({expected}), not {frontend.name} ({actual})")
+
+
+def frontend_path_for(session: MMGATSession) -> Path:
+    beside = session.path.parent / session.metadata["frontend_file"]
+    return beside if beside.is_file() else DEFAULT_FRONTEND
+
+
+def load_runtime(model_path=None, cpu: bool = False,
+                 intra_op_threads: int = 1) -> tuple[MMGATSession, Frontend]:
+    """The artifact and the frontend it names, on CUDA when present (unless cpu)."""
+    session = MMGATSession(model_path, cpu=cpu, intra_op_threads=intra_op_threads)
+    frontend = load_frontend(frontend_path_for(session), device=default_device(cpu))
+    session.check_frontend(frontend)
+    return session, frontend

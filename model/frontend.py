@@ -1,0 +1,251 @@
+"""VGGish frontends: 1 s frames of audio -> 128-d instances.
+
+Two named frontends share torchvggish's convolutional trunk (state-dict keys `features.*`):
+- `vggish-audioset`: the full AudioSet VGGish with its PCA/whitening + 8-bit quantisation
+  post-processing; loads the release files `vggish-10086976.pth` and
+  `vggish_pca_params-970ea276.pth` (sha256 prefix in the name, as torch hub names them).
+- `vggish-trunk`: the same trunk with a light head (mean and max over time and frequency of
+  each conv block's output -> 1,920 values -> linear -> 128), trained by `mmgat-train
+  frontend` and shipped as fp16 with a sidecar `.sha256`.
+
+A frontend's fingerprint hashes its output on a fixed probe signal: an artifact records the
+fingerprint its MMGAT was trained on, and the runtime refuses any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvggish.torchvggish import VGG, make_layers
+
+from mmgat.model.audio import EMBED_DIM, FRAME_SAMPLES, SAMPLE_RATE, LogMel
+
+AUDIOSET = "vggish-audioset"
+TRUNK = "vggish-trunk"
+FRONTEND_FORMAT = "mmgat-frontend/1"
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_FRONTEND = ASSETS / "frontend-vggish-trunk.pt"
+
+# Indices in make_layers()' Sequential of the ReLU closing each conv block (before its pool).
+BLOCK_OUTPUTS = (1, 4, 9, 14)
+BLOCK_CHANNELS = (64, 128, 256, 512)
+POOLED_DIM = 2 * sum(BLOCK_CHANNELS)  # mean and max per channel of every block: 1,920
+
+
+class FrontendError(ValueError):
+    """A frontend file that cannot be used: wrong hash, wrong keys, truncated, or unsafe."""
+
+
+class VGGishTrunk(nn.Module):
+    """VGGish conv trunk + pooled all-blocks head. Input (B, 1, 96, 64) log-mel examples."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = make_layers()
+        self.head = nn.Sequential(nn.LayerNorm(POOLED_DIM), nn.Linear(POOLED_DIM, EMBED_DIM))
+
+    def block_outputs(self, examples: torch.Tensor) -> list[torch.Tensor]:
+        outputs, x = [], examples
+        for index, layer in enumerate(self.features[: BLOCK_OUTPUTS[-1] + 1]):
+            x = layer(x)
+            if index in BLOCK_OUTPUTS:
+                outputs.append(x)
+        return outputs
+
+    def forward(self, examples: torch.Tensor) -> torch.Tensor:
+        pooled = [torch.cat([b.mean(dim=(2, 3)), b.amax(dim=(2, 3))], dim=1)
+                  for b in self.block_outputs(examples)]
+        return self.head(torch.cat(pooled, dim=1))
+
+
+class PCAQuantize(nn.Module):
+    """AudioSet's embedding post-processing: PCA/whitening, clip to [-2, 2], 8-bit quantisation."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("pca_eigen_vectors", torch.eye(EMBED_DIM))
+        self.register_buffer("pca_means", torch.zeros(EMBED_DIM))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        projected = (embeddings - self.pca_means) @ self.pca_eigen_vectors.T
+        return torch.round((torch.clamp(projected, -2.0, 2.0) + 2.0) * (255.0 / 4.0))
+
+
+class VGGishAudioSet(nn.Module):
+    """The AudioSet VGGish (torchvggish's architecture) followed by its PCA post-processing."""
+
+    def __init__(self):
+        super().__init__()
+        self.vgg = VGG(make_layers(), postprocess=False)  # postprocess=True would download
+        self.postprocess = PCAQuantize()
+
+    def forward(self, examples: torch.Tensor) -> torch.Tensor:
+        return self.postprocess(self.vgg(examples))
+
+
+NETWORKS = {AUDIOSET: VGGishAudioSet, TRUNK: VGGishTrunk}
+
+
+class Frontend(nn.Module):
+    """1 s waveform frames (B, FRAME_SAMPLES) -> (B, EMBED_DIM) instances."""
+
+    def __init__(self, name: str = TRUNK):
+        super().__init__()
+        if name not in NETWORKS:
+            raise FrontendError(f"unknown frontend {name!r}; known: {', '.join(NETWORKS)}")
+        self.name = name
+        self.recorded_fingerprint: str | None = None  # as written in the file it was loaded from
+        self.log_mel = LogMel()
+        self.net = NETWORKS[name]()
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.net(self.log_mel.examples(frames))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @torch.inference_mode()
+    def embed(self, frames) -> np.ndarray:
+        """Frames as numpy or torch, any device -> float32 numpy (B, EMBED_DIM)."""
+        frames = torch.as_tensor(frames, dtype=torch.float32).to(self.device)
+        return self(frames).float().cpu().numpy()
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of the CPU float32 output on the probe, rounded so that harmless
+        last-bit differences between machines do not change it."""
+        net = NETWORKS[self.name]()
+        net.load_state_dict({k: v.float().cpu() for k, v in self.net.state_dict().items()})
+        with torch.inference_mode():
+            out = net.eval()(LogMel().examples(torch.from_numpy(probe_frames())))
+        return hashlib.sha256(np.round(out.numpy(), 3).astype(np.float32).tobytes()).hexdigest()[:16]
+
+
+def probe_frames() -> np.ndarray:
+    """Two fixed 1 s frames: a chord of sines and seeded noise (identical everywhere)."""
+    t = np.arange(2 * FRAME_SAMPLES) / SAMPLE_RATE
+    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 1760.0))
+    noise = np.random.Generator(np.random.PCG64(2025)).random(t.size) - 0.5
+    return (chord + 0.1 * noise).astype(np.float32).reshape(2, FRAME_SAMPLES)
+
+
+def seeded_init(module: nn.Module, seed: int = 0) -> nn.Module:
+    """He-uniform weights, zero biases, from numpy's PCG64 (bit-identical on every platform and
+    torch version, unlike torch's own RNG). For initialisation and tests only."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if param.ndim == 1:
+                param.copy_(torch.ones_like(param) if "head.0" in name else torch.zeros_like(param))
+                continue
+            bound = np.sqrt(6.0 / (param[0].numel()))
+            values = (rng.random(param.numel()) * 2.0 - 1.0) * bound
+            param.copy_(torch.from_numpy(values.reshape(param.shape)))
+    return module
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _safe_load(path: Path) -> dict:
+    """torch.load with weights_only: tensors, numpy arrays and plain containers, never code."""
+    numpy_globals = [np.ndarray, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType,
+                     np._core.multiarray._reconstruct]
+    try:
+        with torch.serialization.safe_globals(numpy_globals):
+            return torch.load(io.BytesIO(Path(path).read_bytes()), map_location="cpu",
+                              weights_only=True)
+    except FileNotFoundError:
+        raise FrontendError(f"frontend file not found: {path}") from None
+    except Exception as error:  # torch reports truncation and unsafe pickles as many types
+        reason = "it holds objects other than weights (refused)" if "weights_only" in str(error) \
+            else "it is truncated or not a torch file"
+        raise FrontendError(f"cannot load {path}: {reason}") from None
+
+
+def _load_state(net: nn.Module, state: dict, source: Path) -> None:
+    state = {k: torch.as_tensor(v).float() for k, v in state.items()}
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise FrontendError(f"{source}: wrong keys (missing: {missing[:4]}, unexpected: "
+                            f"{unexpected[:4]})")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise FrontendError(f"{source}: {key} has shape {tuple(value.shape)}, "
+                                f"expected {tuple(expected[key].shape)}")
+    net.load_state_dict(state)
+
+
+def _check_release_hash(path: Path) -> None:
+    match = re.search(r"-([0-9a-f]{8,})\.pth$", path.name)
+    if not match:
+        raise FrontendError(f"{path.name}: an AudioSet release file name ends in -<sha256 prefix>.pth")
+    if not sha256_file(path).startswith(match.group(1)):
+        raise FrontendError(f"{path}: sha256 does not match the {match.group(1)} in its name "
+                            "(corrupt or truncated download?)")
+
+
+def load_audioset(vggish_path, pca_path, device=None) -> Frontend:
+    """The AudioSet VGGish from torchvggish's release files (which the user brings)."""
+    vggish_path, pca_path = Path(vggish_path), Path(pca_path)
+    for path in (vggish_path, pca_path):
+        if not path.is_file():
+            raise FrontendError(f"AudioSet VGGish file not found: {path}")
+        _check_release_hash(path)
+    frontend = Frontend(AUDIOSET)
+    _load_state(frontend.net.vgg, _safe_load(vggish_path), vggish_path)
+    pca = _safe_load(pca_path)
+    _load_state(frontend.net.postprocess, {
+        "pca_eigen_vectors": pca.get("pca_eigen_vectors"), "pca_means": pca.get("pca_means")}
+        if {"pca_eigen_vectors", "pca_means"} <= set(pca) else pca, pca_path)
+    frontend.recorded_fingerprint = frontend.fingerprint()
+    return frontend.eval().to(device or "cpu")
+
+
+def save_frontend(frontend: Frontend, path, meta: dict | None = None) -> str:
+    """Write fp16 weights + name + fingerprint, and `path.sha256` beside; returns the fingerprint."""
+    path = Path(path)
+    fingerprint = frontend.fingerprint()
+    buffer = io.BytesIO()
+    torch.save({
+        "format": FRONTEND_FORMAT, "name": frontend.name, "fingerprint": fingerprint,
+        "meta": dict(meta or {}),
+        "state_dict": {k: v.detach().cpu().half() for k, v in frontend.net.state_dict().items()},
+    }, buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    Path(f"{path}.sha256").write_text(f"{hashlib.sha256(buffer.getvalue()).hexdigest()}  {path.name}\n")
+    return fingerprint
+
+
+def load_frontend(path=None, device=None) -> Frontend:
+    """One of our frontend files (default: the shipped `vggish-trunk`), hash-checked."""
+    path = Path(path or DEFAULT_FRONTEND)
+    recorded = Path(f"{path}.sha256")
+    if not path.is_file():
+        raise FrontendError(f"frontend file not found: {path}")
+    if not recorded.is_file():
+        raise FrontendError(f"{path}: no recorded hash ({recorded.name} is missing)")
+    if sha256_file(path) != recorded.read_text().split()[0]:
+        raise FrontendError(f"{path}: sha256 differs from {recorded.name} (corrupt or truncated)")
+    blob = _safe_load(path)
+    if not isinstance(blob, dict) or blob.get("format") != FRONTEND_FORMAT:
+        raise FrontendError(f"{path}: not an mmgat frontend file")
+    frontend = Frontend(blob["name"])
+    _load_state(frontend.net, blob["state_dict"], path)
+    frontend.recorded_fingerprint = blob["fingerprint"]
+    frontend.meta = blob.get("meta", {})
+    return frontend.eval().to(device or "cpu")
+
+
+def default_device(cpu: bool = False) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")

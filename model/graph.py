@@ -1,0 +1,295 @@
+"""The MMGAT instance correlation graph over a window of instances.
+
+Definition (the one source of truth; `InstanceGraph` and `build_graph` both implement it).
+Nodes x_1..x_n (n <= W, time order, oldest first) are raw d-dim float32 instances.
+
+- Similarity: Sim_ij = max(0, cos(x_i, x_j)), the cosine taken on L2-normalised vectors
+  (norm clamped at 1e-12, so a zero vector has cos 0 with everything); Sim_ii = 1 (self loop).
+- Weights: Weights_ij = Sim_ij / sum_j Sim_ij, rows sum to 1 (the self loop keeps the sum > 0).
+- Sparsified adjacency: node i keeps itself plus its m = `neighbours` most similar OTHER nodes
+  by Sim, ties broken toward the older node (lower time index, i.e. a stable descending sort);
+  all others if fewer than m exist. Symmetrised: i ~ j if j in top-m(i) or i in top-m(j).
+- scale_masks (3, n, n) bool: scale k holds the nodes within k hops of i on the symmetrised
+  adjacency, self included (k = 1: adjacency plus self, k = 2: <= 2 hops, k = 3: <= 3 hops).
+- Ablation similarities (`build_graph` only; the paper's Table 6): "l1", "euclidean", "emd" turn
+  a distance D into Sim_ij = 1 / (1 + D_ij / s), s = the graph's mean off-diagonal distance
+  (clamped >= 1e-12; s = 1 when n == 1). EMD is the 1-D earth mover's distance between the
+  histograms p_i = |x_i| / sum|x_i| over the d bins (sum clamped >= 1e-12 so a zero vector is
+  the empty histogram): D_ij = sum |cumsum(p_i) - cumsum(p_j)|. Sim_ii = 1; the weights,
+  sparsification and masks follow as above.
+
+Precision: similarities are computed in float64 and stored as float32, and the neighbour choice
+compares those float32 values. The float64 sums of the two implementations differ by ~1e-16,
+which rounding to float32 absorbs, so both see the same Sim values and break near-ties alike:
+their masks agree exactly, not just up to tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+from mmgat.model.audio import EMBED_DIM
+
+MAX_WINDOW = 64
+NUM_SCALES = 3
+NORM_EPS = 1e-12
+SIMILARITIES = ("cosine", "l1", "euclidean", "emd")
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: numba kernels over preallocated buffers (nogil, so a worker thread can push while
+# the audio thread runs).
+
+
+@njit(cache=True, nogil=True)
+def _push_kernel(x, pushed, neighbours, unit, nodes, similarity, weights, masks):
+    """Add x as push number `pushed` (0-based). Returns False, touching nothing, if x is not finite.
+
+    `unit` is the (W, d) ring of normalised instances (slot = push number % W); `nodes`,
+    `similarity`, `weights`, `masks` are the time-ordered outputs, valid in their leading n x n.
+    """
+    window, dim = unit.shape
+    for k in range(dim):
+        if not np.isfinite(x[k]):
+            return False
+    norm = max(np.sqrt(_dot(x, x)), NORM_EPS)
+    slot = pushed % window
+    for k in range(dim):
+        unit[slot, k] = x[k] / norm
+
+    if pushed >= window:  # the oldest node leaves: shift time order by one (O(W*d + W^2))
+        for t in range(window - 1):
+            nodes[t] = nodes[t + 1]
+            for u in range(window - 1):
+                similarity[t, u] = similarity[t + 1, u + 1]
+    n = min(pushed + 1, window)
+    newest = n - 1
+    nodes[newest] = x
+
+    # The only new similarities: one row of n - 1 dot products against the ring.
+    oldest_slot = (pushed + 1 - n) % window
+    for t in range(newest):
+        value = np.float32(max(_dot(unit[slot], unit[(oldest_slot + t) % window]), 0.0))
+        similarity[newest, t] = value
+        similarity[t, newest] = value
+    similarity[newest, newest] = 1.0
+
+    for i in range(n):  # every row's sum changed (a node came, maybe one left)
+        total = _sum(similarity[i, :n])
+        for j in range(n):
+            weights[i, j] = similarity[i, j] / total
+
+    _scale_masks(similarity, n, neighbours, masks)
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot(a, b):
+    """float64 dot product, reassociated so LLVM vectorises it (the order moves it ~1e-16)."""
+    total = 0.0
+    for k in range(a.shape[0]):
+        total += np.float64(a[k]) * np.float64(b[k])
+    return total
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _sum(values):
+    """float64 sum, vectorised like `_dot`."""
+    total = 0.0
+    for value in values:
+        total += np.float64(value)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _scale_masks(similarity, n, neighbours, masks):
+    """masks[k] = nodes within k + 1 hops on the symmetrised top-m adjacency, self included.
+
+    Neighbourhoods are uint64 bitsets (W <= 64), so a hop costs one OR per top-m edge.
+    """
+    kept = min(neighbours, n - 1)
+    chosen = np.empty((n, kept), np.int64)
+    best = np.empty(kept, np.float32)
+    for i in range(n):
+        _top_m(similarity[i, :n], i, chosen[i], best)
+    reach = np.empty(n, np.uint64)
+    for i in range(n):
+        reach[i] = np.uint64(1) << np.uint64(i)
+    for scale in range(masks.shape[0]):
+        reach = _one_more_hop(chosen, reach)
+        for i in range(n):
+            for c in range(n):
+                masks[scale, i, c] = (reach[i] >> np.uint64(c)) & np.uint64(1)
+
+@njit(cache=True, nogil=True)
+def _top_m(row, i, chosen, best):
+    """The len(chosen) largest row[j], j != i, into chosen (their values into best), in a stable
+    descending order."""
+    size = chosen.shape[0]
+    kept = 0
+    for j in range(row.shape[0]):  # insertion in time order, so ties keep the older node
+        if j == i:
+            continue
+        position = kept
+        while position > 0 and best[position - 1] < row[j]:
+            position -= 1
+        if position >= size:
+            continue
+        for q in range(min(kept, size - 1), position, -1):
+            best[q] = best[q - 1]
+            chosen[q] = chosen[q - 1]
+        best[position] = row[j]
+        chosen[position] = j
+        kept = min(kept + 1, size)
+
+
+@njit(cache=True, nogil=True)
+def _one_more_hop(chosen, reach):
+    """reach[i] | reach[j] for every j adjacent to i; adjacency = top-m edges both ways."""
+    out = reach.copy()
+    for i in range(chosen.shape[0]):
+        for j in chosen[i]:
+            out[i] |= reach[j]
+            out[j] |= reach[i]
+    return out
+
+
+class InstanceGraph:
+    """The instance correlation graph of the last `window` pushed instances, kept incrementally.
+
+    A push costs one row of W dot products (O(W*d)) plus O(W^2 * m) for the weights and masks.
+    The properties are read-only views into buffers that the kernel keeps in time order, so
+    reading them is free; the next push overwrites them (copy what you keep). They are
+    contiguous once the window is full, slices of the (W, W) buffers before that.
+    """
+
+    def __init__(self, window: int, dim: int = EMBED_DIM, neighbours: int = 2):
+        if not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"window must be 1..{MAX_WINDOW}, got {window}")
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        if neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+        self.window, self.dim, self.neighbours = int(window), int(dim), int(neighbours)
+        self._unit = np.zeros((window, dim), np.float64)  # float64: see the module docstring
+        self._nodes = np.zeros((window, dim), np.float32)
+        self._similarity = np.zeros((window, window), np.float32)
+        self._weights = np.zeros((window, window), np.float32)
+        self._masks = np.zeros((NUM_SCALES, window, window), np.bool_)
+        self._pushed = 0
+        # Compile (or load numba's on-disk cache) now, not on the first push of a live stream.
+        self.push(np.zeros(dim, np.float32))
+        self.reset()
+
+    def push(self, x) -> None:
+        """Add one (dim,) instance (cast to float32); the oldest leaves once `window` are held."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape != (self.dim,):
+            raise ValueError(f"instance must have shape ({self.dim},), got {x.shape}")
+        if not _push_kernel(x, self._pushed, self.neighbours, self._unit, self._nodes,
+                            self._similarity, self._weights, self._masks):
+            raise ValueError("instance contains NaN or infinity")
+        self._pushed += 1
+
+    def reset(self) -> None:
+        """Forget every instance (the buffers are rewritten before they are read again)."""
+        self._pushed = 0
+
+    @property
+    def n(self) -> int:
+        return min(self._pushed, self.window)
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """(n, dim) float32 raw instances, oldest first."""
+        return _read_only(self._nodes[: self.n])
+
+    @property
+    def similarity(self) -> np.ndarray:
+        """(n, n) float32 Sim, time order."""
+        n = self.n
+        return _read_only(self._similarity[:n, :n])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(n, n) float32 row-normalised edge weights, time order."""
+        n = self.n
+        return _read_only(self._weights[:n, :n])
+
+    @property
+    def scale_masks(self) -> np.ndarray:
+        """(3, n, n) bool: nodes within 1, 2, 3 hops of each node, time order."""
+        n = self.n
+        return _read_only(self._masks[:, :n, :n])
+
+
+def _read_only(view: np.ndarray) -> np.ndarray:
+    view.flags.writeable = False
+    return view
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and parity: the same graph for a padded batch, in torch.
+
+
+def build_graph(nodes: torch.Tensor, node_mask: torch.Tensor, neighbours: int = 2,
+                similarity: str = "cosine") -> tuple[torch.Tensor, torch.Tensor]:
+    """nodes (B, N, d) float, node_mask (B, N) bool (True = real node, real nodes first) ->
+    weights (B, N, N) in nodes' dtype and scale_masks (B, 3, N, N) bool.
+
+    Padded rows and columns come out all zero / False, and padding values (even NaN) never
+    reach a real output. For cosine, each graph equals `InstanceGraph` on the same sequence.
+    """
+    if nodes.dim() != 3 or node_mask.shape != nodes.shape[:2] or node_mask.dtype != torch.bool:
+        raise ValueError(f"want nodes (B, N, d) and bool node_mask (B, N), got "
+                         f"{tuple(nodes.shape)} and {node_mask.dtype} {tuple(node_mask.shape)}")
+    if neighbours < 1:
+        raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+
+    x = torch.where(node_mask[..., None], nodes, 0).double()
+    real = node_mask[:, :, None] & node_mask[:, None, :]
+    self_loop = torch.eye(nodes.shape[1], dtype=torch.bool, device=nodes.device)
+    if similarity == "cosine":
+        unit = torch.nn.functional.normalize(x, dim=-1, eps=NORM_EPS)
+        sim = (unit @ unit.mT).clamp_min(0.0)
+    else:
+        sim = _distance_similarity(_distances(x, similarity), real & ~self_loop)
+    sim = torch.where(self_loop, 1.0, sim).masked_fill(~real, 0.0).float()
+
+    # Real rows sum to >= 1 (the self loop); padded rows sum to 0 and stay 0.
+    row_sum = sim.double().sum(-1, keepdim=True).clamp_min(1.0)
+    weights = (sim.double() / row_sum).to(nodes.dtype)
+
+    others = real & ~self_loop
+    candidates = sim.masked_fill(~others, -1.0)  # below every real Sim (>= 0): chosen last
+    chosen = torch.sort(candidates, dim=-1, descending=True, stable=True).indices[..., :neighbours]
+    top = torch.zeros_like(others).scatter_(-1, chosen, True) & others
+    adjacency = top | top.mT | (self_loop & real)
+    one_hop = adjacency.float()  # 0/1 products of <= 64 terms are exact in float32
+    two_hops = (one_hop @ one_hop) > 0
+    three_hops = (two_hops.float() @ one_hop) > 0
+    return weights, torch.stack((adjacency, two_hops, three_hops), dim=1)
+
+
+def _distances(x: torch.Tensor, similarity: str) -> torch.Tensor:
+    """(B, N, d) float64 -> (B, N, N) pairwise distances, computed from differences (exact zeros)."""
+    if similarity == "l1":
+        return torch.cdist(x, x, p=1.0)
+    if similarity == "euclidean":
+        return torch.cdist(x, x, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
+    magnitude = x.abs()  # emd
+    histogram = magnitude / magnitude.sum(-1, keepdim=True).clamp_min(NORM_EPS)
+    cumulative = histogram.cumsum(-1)
+    return torch.cdist(cumulative, cumulative, p=1.0)
+
+
+def _distance_similarity(distance: torch.Tensor, off_diagonal: torch.Tensor) -> torch.Tensor:
+    """Sim = 1 / (1 + D / s), s = mean off-diagonal distance of each graph (1 for one node)."""
+    pairs = off_diagonal.sum((1, 2))
+    mean = (distance * off_diagonal).sum((1, 2)) / pairs.clamp_min(1)
+    scale = torch.where(pairs > 0, mean.clamp_min(NORM_EPS), 1.0)
+    return 1.0 / (1.0 + distance / scale[:, None, None])

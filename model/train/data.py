@@ -1,0 +1,405 @@
+"""Data sets as cached per-second instances, their splits, and batches of instance graphs.
+
+Training and evaluation read only `ClipSet`s: per clip an (n_seconds, 128) float32 array of
+instances plus its targets. Two sources:
+
+- a synthetic set (`mmgat-train synth`): DIR/manifest.jsonl + audio. The frontend embeds every
+  clip once; the instances go to DIR/.mmgat-cache/embedding.npz (float16, one array for the
+  whole set + offsets + clip paths + the frontend's name, fingerprint and file). A cache built
+  by another frontend is refused (stale) unless a rebuild is asked for. The "mel-spectrogram
+  input" ablation caches per-second log-mel statistics (mean and std of each of the 64 bands =
+  128 values) the same way in DIR/.mmgat-cache/mel.npz.
+- a local OpenMIC-2018 copy: openmic-2018.npz (X (N, 10, 128) AudioSet-VGGish features,
+  Y_true, Y_mask, sample_key) + partitions/split01_{train,test}.csv. Targets are
+  Y_true >= 0.5; entries outside Y_mask are unlabelled and masked out of loss and metrics.
+
+Splits never depend on file order. Synthetic: a clip's seed is hashed to u in [0, 1);
+u < 0.15 -> test, u < 0.15 + 0.85 * 0.15 -> val, else train (so test = 15 %, val = 15 % of the
+rest). OpenMIC: test = split01_test.csv; val = the train keys whose hash u < 0.15. Thresholds
+and early stopping use val only; test is for reporting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import track
+
+from mmgat.model.audio import LogMel, load_audio, split_frames
+from mmgat.model.frontend import (AUDIOSET, DEFAULT_FRONTEND, default_device, load_frontend,
+                                  probe_frames)
+from mmgat.model.graph import build_graph
+from mmgat.model.labels import CLASSES, GROUP_OF_CLASS, NUM_CLASSES, NUM_GROUPS, group_targets
+
+MANIFEST = "manifest.jsonl"
+CACHE_DIR = ".mmgat-cache"
+INPUTS = ("embedding", "mel")
+TEST_FRACTION = 0.15
+VAL_FRACTION = 0.15
+SPLITS = ("train", "val", "test")
+EMBED_BATCH_FRAMES = 128  # frames per frontend call while building a cache
+OPENMIC_SPLITS = {"train": "split01_train.csv", "test": "split01_test.csv"}
+
+
+@dataclass
+class ClipSet:
+    """Clips as instances + targets. `label_mask` False marks unlabelled (clip, class) pairs."""
+
+    keys: list[str]
+    features: list[np.ndarray]  # per clip (n_seconds, D) float32
+    targets: np.ndarray  # (N, C) float32 clip-level multi-hot
+    label_mask: np.ndarray  # (N, C) bool
+    second_targets: list[np.ndarray] | None  # per clip (n_seconds, C), when known
+    splits: np.ndarray  # (N,) "train" | "val" | "test"
+    soundfonts: list[list[str]]
+    frontend: dict  # {"name", "fingerprint", "file"} of what produced the instances
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def subset(self, split: str) -> "ClipSet":
+        """One split, or the whole set for "all"."""
+        if split == "all":
+            return self
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
+        chosen = np.flatnonzero(self.splits == split)
+        return replace(
+            self, keys=[self.keys[i] for i in chosen], features=[self.features[i] for i in chosen],
+            targets=self.targets[chosen], label_mask=self.label_mask[chosen],
+            second_targets=None if self.second_targets is None
+            else [self.second_targets[i] for i in chosen],
+            splits=self.splits[chosen], soundfonts=[self.soundfonts[i] for i in chosen])
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.features[0].shape[1])
+
+    def summary(self) -> dict:
+        return {"clips": len(self), "seconds": int(sum(len(f) for f in self.features)),
+                "soundfonts": sorted({s for clip in self.soundfonts for s in clip}),
+                "splits": {s: int((self.splits == s).sum()) for s in SPLITS}}
+
+
+def unit_hash(text: str) -> float:
+    """A stable pseudo-random number in [0, 1) for a string (same on every machine)."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / 16 ** 12
+
+
+def synth_split(seed) -> str:
+    u = unit_hash(f"clip-seed:{seed}")
+    if u < TEST_FRACTION:
+        return "test"
+    return "val" if u < TEST_FRACTION + (1 - TEST_FRACTION) * VAL_FRACTION else "train"
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance extractors and the on-disk cache.
+
+
+class LogMelStats(torch.nn.Module):
+    """The "mel-spectrogram input" ablation: 1 s frames -> mean and std of each log-mel band."""
+
+    name = "logmel-stats"
+    recorded_fingerprint = None
+
+    def __init__(self):
+        super().__init__()
+        self.log_mel = LogMel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_mel.mel.device
+
+    @torch.inference_mode()
+    def embed(self, frames) -> np.ndarray:
+        mel = self.log_mel(torch.as_tensor(frames, dtype=torch.float32).to(self.device))
+        return torch.cat([mel.mean(dim=1), mel.std(dim=1)], dim=1).float().cpu().numpy()
+
+    def fingerprint(self) -> str:
+        out = LogMelStats().embed(probe_frames())
+        return hashlib.sha256(np.round(out, 3).astype(np.float32).tobytes()).hexdigest()[:16]
+
+
+def cache_path(directory, input_kind: str) -> Path:
+    return Path(directory) / CACHE_DIR / f"{input_kind}.npz"
+
+
+def read_manifest(directory) -> list[dict]:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise OSError(f"no {MANIFEST} in {directory}")
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not entries:
+        raise ValueError(f"{path} lists no clips")
+    return entries
+
+
+def extract_instances(directory, paths: list[str], extractor) -> list[np.ndarray]:
+    """Audio files -> per clip (n_seconds, D) float32, many clips' frames per extractor call."""
+    instances, pending, pending_frames = [], [], []
+
+    def flush():
+        if not pending:
+            return
+        embedded = extractor.embed(np.concatenate(pending_frames))
+        bounds = np.cumsum([0] + [len(f) for f in pending_frames])
+        instances.extend(embedded[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
+        pending.clear()
+        pending_frames.clear()
+
+    for path in track(paths, description=f"embedding with {extractor.name}"):
+        pending.append(path)
+        pending_frames.append(split_frames(load_audio(Path(directory) / path)))
+        if sum(len(f) for f in pending_frames) >= EMBED_BATCH_FRAMES:
+            flush()
+    flush()
+    return instances
+
+
+def write_cache(path: Path, paths: list[str], instances: list[np.ndarray], frontend: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp.npz")
+    np.savez(temporary, features=np.concatenate(instances).astype(np.float16),
+             offsets=np.cumsum([0] + [len(i) for i in instances]).astype(np.int64),
+             paths=np.array(paths), frontend=np.array(json.dumps(frontend)))
+    temporary.replace(path)
+
+
+def read_cache(path: Path) -> tuple[list[str], list[np.ndarray], dict]:
+    with np.load(path) as cache:
+        features, offsets = cache["features"].astype(np.float32), cache["offsets"]
+        paths, frontend = [str(p) for p in cache["paths"]], json.loads(str(cache["frontend"]))
+    return paths, [features[a:b] for a, b in zip(offsets[:-1], offsets[1:])], frontend
+
+
+def make_extractor(input_kind: str, frontend_file, device) -> tuple[torch.nn.Module, dict]:
+    """-> (extractor, its {"name", "fingerprint", "file"}); the default frontend is the shipped one."""
+    if input_kind == "mel":
+        extractor, file = LogMelStats().to(device), None
+    else:
+        file = str(frontend_file or DEFAULT_FRONTEND)
+        extractor = load_frontend(file, device=device)
+    return extractor, {"name": extractor.name, "file": file,
+                       "fingerprint": extractor.recorded_fingerprint or extractor.fingerprint()}
+
+
+def cached_instances(directory, paths: list[str], input_kind: str = "embedding",
+                     frontend_file=None, rebuild: bool = False, device=None,
+                     expected_fingerprint: str | None = None) -> tuple[list[np.ndarray], dict]:
+    """Per-clip instances of `paths` (relative to `directory`) and the frontend that made them.
+
+    Read from the cache; computed (and cached) when it is missing, covers other clips, or
+    `rebuild`. A cache made by another frontend than the one given (or the fingerprint
+    expected) is refused as stale. With no frontend given, the cache's own is used."""
+    if input_kind not in INPUTS:
+        raise ValueError(f"input must be one of {INPUTS}, got {input_kind!r}")
+    device = device or default_device()
+    path, extractor = cache_path(directory, input_kind), None
+    if path.is_file() and not rebuild:
+        cached_paths, instances, frontend = read_cache(path)
+        wanted = expected_fingerprint
+        if wanted is None and (frontend_file is not None or input_kind == "mel"):
+            extractor = make_extractor(input_kind, frontend_file, device)
+            wanted = extractor[1]["fingerprint"]
+        if wanted is not None and wanted != frontend["fingerprint"]:
+            raise ValueError(f"stale cache {path}: built by frontend {frontend['name']} "
+                             f"({frontend['fingerprint']}), not the one asked for ({wanted}); "
+                             "rebuild it (--rebuild-cache)")
+        if cached_paths == list(paths):
+            return instances, frontend
+        frontend_file = frontend_file or frontend["file"]  # other clips: same frontend, rebuild
+    extractor, frontend = extractor or make_extractor(input_kind, frontend_file, device)
+    if expected_fingerprint is not None and expected_fingerprint != frontend["fingerprint"]:
+        raise ValueError(f"frontend {frontend['file']} ({frontend['fingerprint']}) is not the one "
+                         f"asked for ({expected_fingerprint})")
+    instances = extract_instances(directory, paths, extractor)
+    write_cache(path, list(paths), instances, frontend)
+    return instances, frontend
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets.
+
+
+def second_targets_of(entry: dict) -> np.ndarray:
+    """Manifest per-second labels (class -> list of 0/1) -> (duration, C) float32."""
+    seconds = np.zeros((int(entry["duration"]), NUM_CLASSES), dtype=np.float32)
+    for c, name in enumerate(CLASSES):
+        labels = entry["second_labels"].get(name, [])
+        seconds[: len(labels), c] = labels[: len(seconds)]
+    return seconds
+
+
+def load_synth(directory, input_kind: str = "embedding", frontend_file=None,
+               rebuild: bool = False, device=None, expected_fingerprint=None) -> ClipSet:
+    entries = read_manifest(directory)
+    paths = [entry["path"] for entry in entries]
+    instances, frontend = cached_instances(directory, paths, input_kind, frontend_file, rebuild,
+                                           device, expected_fingerprint)
+    seconds = []
+    for clip, entry in zip(instances, entries):  # align: a clip may hold a partial last second
+        labels = second_targets_of(entry)
+        if len(labels) < len(clip):
+            labels = np.concatenate([labels, np.repeat(labels[-1:], len(clip) - len(labels), 0)])
+        seconds.append(labels[: len(clip)])
+    targets = np.stack([second.max(axis=0) for second in seconds])
+    return ClipSet(keys=paths, features=instances, targets=targets,
+                   label_mask=np.ones_like(targets, dtype=bool), second_targets=seconds,
+                   splits=np.array([synth_split(entry.get("seed", entry["path"])) for entry in entries]),
+                   soundfonts=[list(entry.get("soundfonts", [])) for entry in entries],
+                   frontend=frontend)
+
+
+def read_keys(path: Path) -> list[str]:
+    if not path.is_file():
+        raise OSError(f"OpenMIC split file not found: {path}")
+    return [line.strip().split(",")[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_openmic(npz_path, partitions=None) -> ClipSet:
+    """A local OpenMIC-2018 copy; `partitions` defaults to the npz's folder / partitions."""
+    npz_path = Path(npz_path)
+    partitions = Path(partitions) if partitions else npz_path.parent / "partitions"
+    try:
+        with np.load(npz_path, allow_pickle=False) as data:
+            features, truth, mask, keys = (data["X"], data["Y_true"], data["Y_mask"],
+                                           [str(k) for k in data["sample_key"]])
+    except KeyError as error:
+        raise ValueError(f"{npz_path} lacks {error} (want X, Y_true, Y_mask, sample_key)") from None
+    if features.ndim != 3 or truth.shape != (len(keys), NUM_CLASSES) or mask.shape != truth.shape:
+        raise ValueError(f"{npz_path}: want X (N, T, D), Y_true and Y_mask (N, {NUM_CLASSES})")
+    index = {key: i for i, key in enumerate(keys)}
+    chosen, splits = [], []
+    for split, name in OPENMIC_SPLITS.items():
+        for key in read_keys(partitions / name):
+            if key not in index:
+                raise ValueError(f"{partitions / name} names {key}, which is not in {npz_path.name}")
+            chosen.append(index[key])
+            splits.append(split if split == "test" or unit_hash(f"openmic:{key}") >= VAL_FRACTION
+                          else "val")
+    mask = mask[chosen].astype(bool)
+    return ClipSet(keys=[keys[i] for i in chosen],
+                   features=[features[i].astype(np.float32) for i in chosen],
+                   targets=((truth[chosen] >= 0.5) & mask).astype(np.float32), label_mask=mask,
+                   second_targets=None, splits=np.array(splits),
+                   soundfonts=[[] for _ in chosen],
+                   frontend={"name": AUDIOSET, "fingerprint": None, "file": None})
+
+
+def load_data(data, input_kind: str = "embedding", frontend_file=None, rebuild: bool = False,
+              device=None, expected_fingerprint=None) -> ClipSet:
+    """A synthetic DIR (with manifest.jsonl) or an OpenMIC-2018 .npz."""
+    data = Path(data)
+    if data.is_file() and data.suffix == ".npz":
+        if input_kind != "embedding":
+            raise ValueError("OpenMIC-2018 holds VGGish features only (no audio for --input mel)")
+        return load_openmic(data)
+    if (data / MANIFEST).is_file():
+        return load_synth(data, input_kind, frontend_file, rebuild, device, expected_fingerprint)
+    raise OSError(f"{data} is neither a directory with {MANIFEST} nor an OpenMIC .npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows and batches of graphs.
+
+
+def crop(clips: ClipSet, i: int, window: int, rng: np.random.Generator):
+    """A random window of W consecutive seconds, W uniform in 1..min(len, window), so the model
+    sees every window length the live runtime uses. Its target is the union of its seconds'
+    labels; without per-second labels (OpenMIC) the window is the whole clip (up to `window`)
+    because a shorter crop may miss a labelled instrument."""
+    features = clips.features[i]
+    if clips.second_targets is None:
+        length = min(len(features), window)
+        start = int(rng.integers(0, len(features) - length + 1))
+        return features[start: start + length], clips.targets[i]
+    length = int(rng.integers(1, min(len(features), window) + 1))
+    start = int(rng.integers(0, len(features) - length + 1))
+    return features[start: start + length], clips.second_targets[i][start: start + length].max(0)
+
+
+def masked_group_targets(targets: np.ndarray, label_mask: np.ndarray):
+    """A group is known present when a labelled member is present, known absent when all its
+    members are labelled absent, and unknown (masked) otherwise."""
+    present = group_targets(targets * label_mask)
+    has_unlabelled = group_targets(~label_mask)
+    return present, (present > 0) | (has_unlabelled == 0)
+
+
+def collate(windows: list[np.ndarray], config, device) -> dict:
+    """Windows of instances -> a padded batch of graphs (graphs built with the model's
+    similarity and neighbours, exactly as the runtime builds them)."""
+    longest = max(len(w) for w in windows)
+    nodes = np.zeros((len(windows), longest, windows[0].shape[1]), dtype=np.float32)
+    node_mask = np.zeros((len(windows), longest), dtype=bool)
+    for b, window in enumerate(windows):
+        nodes[b, : len(window)], node_mask[b, : len(window)] = window, True
+    nodes, node_mask = torch.from_numpy(nodes).to(device), torch.from_numpy(node_mask).to(device)
+    weights, scale_masks = build_graph(nodes, node_mask, config.neighbours, config.similarity)
+    return {"nodes": nodes, "weights": weights, "scale_masks": scale_masks, "node_mask": node_mask}
+
+
+def training_batches(clips: ClipSet, batch_size: int, window: int, config, device,
+                     rng: np.random.Generator):
+    """One epoch of shuffled batches of random crops, with targets and loss masks."""
+    order = rng.permutation(len(clips))
+    for start in range(0, len(order), batch_size):
+        chosen = order[start: start + batch_size]
+        windows, targets = zip(*(crop(clips, i, window, rng) for i in chosen))
+        targets, label_mask = np.stack(targets), clips.label_mask[chosen]
+        groups, group_mask = masked_group_targets(targets, label_mask)
+        batch = collate(list(windows), config, device)
+        batch.update({name: torch.from_numpy(np.asarray(value)).to(device) for name, value in (
+            ("targets", targets.astype(np.float32)), ("label_mask", label_mask),
+            ("group_targets", groups.astype(np.float32)), ("group_mask", group_mask))})
+        yield batch
+
+
+def window_starts(length: int, window: int) -> list[int]:
+    """Evaluation windows over a clip: hop window // 2 (at least 1), the last one ending at the
+    clip's end; a clip no longer than the window is one window."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, max(1, window // 2)))
+    return starts if starts[-1] == length - window else starts + [length - window]
+
+
+def group_probabilities(probs: np.ndarray) -> np.ndarray:
+    """Without an auxiliary head: a group's probability is that of its most probable member."""
+    return np.stack([probs[:, GROUP_OF_CLASS == g].max(axis=1) for g in range(NUM_GROUPS)], axis=1)
+
+
+def predict_clips(score, clips: ClipSet, window: int, config, device, batch_size: int = 64):
+    """Clip probabilities = max over the clip's windows of each window's probabilities.
+
+    `score(batch) -> (probs (B, C), group_probs (B, G))` numpy, for a torch model or an ONNX
+    session alike. Returns (probs (N, C), group_probs (N, G))."""
+    pieces = [(i, clips.features[i][s: s + window])
+              for i in range(len(clips)) for s in window_starts(len(clips.features[i]), window)]
+    probs = np.zeros((len(clips), NUM_CLASSES), dtype=np.float32)
+    group_probs = np.zeros((len(clips), NUM_GROUPS), dtype=np.float32)
+    for start in range(0, len(pieces), batch_size):
+        owners, windows = zip(*pieces[start: start + batch_size])
+        window_probs, window_groups = score(collate(list(windows), config, device))
+        for owner, p, g in zip(owners, window_probs, window_groups):
+            np.maximum(probs[owner], p, out=probs[owner])
+            np.maximum(group_probs[owner], g, out=group_probs[owner])
+    return probs, group_probs
+
+
+def torch_scorer(model):
+    """`score` for predict_clips from an MMGAT module (eval mode, no gradients)."""
+    @torch.inference_mode()
+    def score(batch):
+        out = model(batch["nodes"], batch["weights"], batch["scale_masks"], batch["node_mask"])
+        probs = torch.sigmoid(out["logits"]).float().cpu().numpy()
+        if "group_logits" in out:
+            return probs, torch.sigmoid(out["group_logits"]).float().cpu().numpy()
+        return probs, group_probabilities(probs)
+    return score

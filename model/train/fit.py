@@ -1,0 +1,315 @@
+"""`mmgat-train fit`: train MMGAT on cached instances; the checkpoint format lives here.
+
+Checkpoint `CKPT_DIR/model.pt` (torch.save of tensors and plain containers, loadable with
+`weights_only=True`):
+
+    format            "mmgat-checkpoint/1"
+    config            MMGATConfig.to_dict() (config["extra"]["input"]: "embedding" | "mel")
+    state_dict        MMGAT state_dict (float32 tensors)
+    classes, groups   the class / onset-group names, in output order
+    thresholds        list of NUM_CLASSES floats, tuned on validation (max per-class F1)
+    group_thresholds  list of NUM_GROUPS floats, or None without the auxiliary head
+    text_encoder      name of the text encoder, or None (no label embeddings)
+    text_embeddings   float32 tensor (C, text_dim), or None
+    frontend          {"name", "fingerprint", "file"} of what produced the instances
+    window            graph window W (seconds) it was trained for
+    hop               seconds between instances (1.0: 1 s frames back to back)
+    training          summary: clips, seconds, soundfonts, seed, epochs, time, device, ...
+    metrics           validation metrics of the kept epoch
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress, TextColumn
+
+from mmgat.model.frontend import default_device
+from mmgat.model.graph import MAX_WINDOW, SIMILARITIES
+from mmgat.model.labels import CLASSES, GROUPS
+from mmgat.model.mmgat import MMGAT, MMGATConfig
+from mmgat.model.train.data import (INPUTS, ClipSet, load_data, masked_group_targets,
+                                    predict_clips, torch_scorer, training_batches)
+from mmgat.model.train.losses import LossSwitches, MMGATLoss
+from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
+from mmgat.model.train.text import label_embeddings
+
+CHECKPOINT_FORMAT = "mmgat-checkpoint/1"
+MODEL_FILE = "model.pt"
+LAST_FILE = "last.pt"
+METRICS_FILE = "metrics.json"
+
+
+def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a half checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, temporary)
+    temporary.replace(path)
+
+
+def read_checkpoint(path) -> dict:
+    """The checkpoint dict of CKPT_DIR, CKPT_DIR/model.pt or any .pt we wrote (weights only)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise OSError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch reports truncation and foreign pickles as many types
+        reason = "it holds objects other than weights (refused)" if "weights_only" in str(error) \
+            else "it is truncated or not a torch file"
+        raise ValueError(f"cannot load checkpoint {path}: {reason}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an mmgat checkpoint ({CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def build_model(checkpoint: dict) -> MMGAT:
+    config = MMGATConfig.from_dict(checkpoint["config"])
+    model = MMGAT(config, checkpoint["text_embeddings"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def load_checkpoint(path) -> tuple[MMGAT, dict]:
+    """CKPT_DIR or its model.pt -> (MMGAT in eval mode on the CPU, checkpoint dict)."""
+    checkpoint = read_checkpoint(path)
+    return build_model(checkpoint).eval(), checkpoint
+
+
+# ---------------------------------------------------------------------------------------------
+# Training.
+
+
+@dataclass
+class FitOptions:
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    seed: int = 0
+    window: int = 10  # crops of 1..window seconds; evaluation windows of `window`
+    patience: int = 10  # epochs without a better val F1 micro before stopping
+    frontend: str | None = None  # frontend file that builds the cache (default: the cache's own)
+    input: str = "embedding"  # "embedding" (frontend instances) | "mel" (log-mel statistics)
+    single_scale: bool = False
+    label_embeddings: bool = True
+    auxiliary: bool = True
+    center: bool = True
+    similarity: str = "cosine"
+    neighbours: int = 2
+    clip_weights: str | None = None  # local open_clip weights for the label text
+    rebuild_cache: bool = False
+    resume: bool = False
+    device: str | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_kwargs(cls, values: dict) -> "FitOptions":
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown fit options: {', '.join(unknown)}")
+        options = cls(**values)
+        if not 1 <= options.window <= MAX_WINDOW:
+            raise ValueError(f"window must be 1..{MAX_WINDOW}, got {options.window}")
+        if options.epochs < 1 or options.batch_size < 1:
+            raise ValueError("epochs and batch size must be >= 1")
+        return options
+
+
+# Options a resumed run takes from the command line; everything else comes from last.pt.
+RESUMABLE = ("epochs", "patience", "device", "progress", "resume", "rebuild_cache")
+
+
+def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> MMGATConfig:
+    return MMGATConfig(input_dim=input_dim, scales=(1,) if options.single_scale else (1, 2, 3),
+                       label_embeddings=options.label_embeddings, auxiliary=options.auxiliary,
+                       similarity=options.similarity, neighbours=options.neighbours,
+                       text_dim=text_dim or MMGATConfig.text_dim, extra={"input": options.input})
+
+
+def validate(model, clips, window, device) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Val metrics at per-class thresholds tuned on val -> (metrics, thresholds, group thresholds)."""
+    model.eval()
+    probs, group_probs = predict_clips(torch_scorer(model), clips, window, model.config, device)
+    thresholds = tune_thresholds(clips.targets, probs, clips.label_mask)
+    groups, group_mask = masked_group_targets(clips.targets, clips.label_mask)
+    group_thresholds = tune_thresholds(groups, group_probs, group_mask)
+    metrics = evaluate_scores(clips.targets, probs, thresholds, clips.label_mask)
+    metrics["groups"] = evaluate_scores(groups, group_probs, group_thresholds, group_mask)
+    return metrics, thresholds, group_thresholds
+
+
+def train_epoch(model, loss_fn, optimizer, clips, options, device, rng, progress) -> dict:
+    model.train()
+    totals, steps = {}, 0
+    task = progress.add_task("  batches", total=-(-len(clips) // options.batch_size), status="")
+    for batch in training_batches(clips, options.batch_size, options.window, model.config,
+                                  device, rng):
+        out = model(batch["nodes"], batch["weights"], batch["scale_masks"], batch["node_mask"])
+        loss, parts = loss_fn(out, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for name, value in parts.items():
+            totals[name] = totals.get(name, 0.0) + value
+        steps += 1
+        progress.advance(task)
+    progress.remove_task(task)
+    return {name: value / max(steps, 1) for name, value in totals.items()}
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    state = {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = json.loads(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kwargs) -> dict:
+    """Train MMGAT on `data` (synthetic DIR or OpenMIC .npz) into checkpoint dir `out`.
+
+    `clips` reuses an already loaded data set; `text` = (embeddings (C, D), encoder name)
+    replaces the text encoder. Returns the summary also written to metrics.json."""
+    options, out = FitOptions.from_kwargs(kwargs), Path(out)
+    last = read_checkpoint(out / LAST_FILE) if options.resume else None
+    if last is not None:
+        options = FitOptions(**{**last["options"], **{k: getattr(options, k) for k in RESUMABLE}})
+    device = torch.device(options.device) if options.device else default_device()
+    clips = clips or load_data(data, options.input, options.frontend, options.rebuild_cache, device)
+    train, val = clips.subset("train"), clips.subset("val")
+    if not len(train) or not len(val):
+        raise ValueError(f"{data}: {len(train)} training and {len(val)} validation clips; need both")
+    if options.label_embeddings:
+        embeddings, encoder = text or label_embeddings(options.clip_weights)
+        embeddings = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+    else:
+        embeddings, encoder = None, None
+
+    torch.manual_seed(options.seed)
+    rng = np.random.Generator(np.random.PCG64(options.seed))
+    config = model_config(options, clips.input_dim,
+                          None if embeddings is None else embeddings.shape[1])
+    model = MMGAT(config, embeddings).to(device)
+    loss_fn = MMGATLoss(config.hidden, LossSwitches(center=options.center)).to(device)
+    optimizer = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()], lr=options.lr,
+                                  weight_decay=options.weight_decay)
+    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
+             "elapsed": 0.0}
+    if last is not None:
+        model.load_state_dict(last["state_dict"])
+        loss_fn.load_state_dict(last["loss_state"])
+        optimizer.load_state_dict(last["optimizer"])
+        state = last["state"]
+        restore_rng(rng, last["rng"])
+
+    def checkpoint(metrics, thresholds, group_thresholds) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "config": config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "classes": list(CLASSES), "groups": list(GROUPS),
+            "thresholds": [float(t) for t in thresholds],
+            "group_thresholds": [float(t) for t in group_thresholds],
+            "text_encoder": encoder,
+            "text_embeddings": None if embeddings is None else embeddings.clone(),
+            "frontend": dict(clips.frontend), "window": options.window, "hop": 1.0,
+            "training": {"data": str(data), **clips.summary(), "seed": options.seed,
+                         "epochs": state["epoch"], "best_epoch": state["best_epoch"],
+                         "seconds_elapsed": round(state["elapsed"], 1), "device": str(device),
+                         "torch": str(torch.__version__), "options": asdict(options)},
+            "metrics": metrics,
+        }
+
+    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, disable=not options.progress, transient=False) as progress:
+        epochs = progress.add_task("epochs", total=options.epochs, completed=state["epoch"],
+                                   status="")
+        while state["epoch"] < options.epochs and state["bad_epochs"] < options.patience:
+            started = time.perf_counter()
+            losses = train_epoch(model, loss_fn, optimizer, train, options, device, rng, progress)
+            metrics, thresholds, group_thresholds = validate(model, val, options.window, device)
+            state["epoch"] += 1
+            state["elapsed"] += time.perf_counter() - started
+            state["history"].append({"epoch": state["epoch"], "loss": losses,
+                                     **{k: metrics[k] for k in ("f1_micro", "f1_macro", "map")}})
+            if metrics["f1_micro"] > state["best_f1"]:
+                state.update(best_f1=metrics["f1_micro"], best_epoch=state["epoch"], bad_epochs=0)
+                save_checkpoint(checkpoint(metrics, thresholds, group_thresholds), out / MODEL_FILE)
+            else:
+                state["bad_epochs"] += 1
+            save_checkpoint({**checkpoint(metrics, thresholds, group_thresholds),
+                             "options": asdict(options), "loss_state": loss_fn.state_dict(),
+                             "optimizer": optimizer.state_dict(), "state": state,
+                             "rng": rng_state(rng)}, out / LAST_FILE)
+            progress.update(epochs, advance=1, status=(
+                f"loss {sum(losses.values()):.3f}  val F1 micro {metrics['f1_micro']:.3f}  "
+                f"best {state['best_f1']:.3f} (epoch {state['best_epoch']})"))
+
+    best = read_checkpoint(out / MODEL_FILE)
+    summary = {"checkpoint": str(out / MODEL_FILE), "best_epoch": state["best_epoch"],
+               "epochs": state["epoch"], "val": best["metrics"], "history": state["history"],
+               "training": best["training"]}
+    (out / METRICS_FILE).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run(args) -> int:
+    options = {f.name: getattr(args, f.name) for f in fields(FitOptions) if hasattr(args, f.name)}
+    summary = fit(args.data, args.out, **options)
+    val = summary["val"]
+    print(f"best epoch {summary['best_epoch']}/{summary['epochs']}: val f1_micro "
+          f"{val['f1_micro']:.3f} f1_macro {val['f1_macro']:.3f} mAP {val['map']:.3f} -> "
+          f"{summary['checkpoint']}")
+    return 0
+
+
+def add_model_options(parser) -> None:
+    """The architecture / input switches (shared with the ablation runner's vocabulary)."""
+    parser.add_argument("--single-scale", action="store_true", help="only the 1-hop scale")
+    parser.add_argument("--no-label-embeddings", dest="label_embeddings", action="store_false",
+                        help="graph only: a plain class head, no label semantic embeddings")
+    parser.add_argument("--no-auxiliary", dest="auxiliary", action="store_false",
+                        help="principal only: no onset-group head")
+    parser.add_argument("--no-center", dest="center", action="store_false", help="no center loss")
+    parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
+    parser.add_argument("--neighbours", type=int, default=2)
+    parser.add_argument("--input", choices=INPUTS, default="embedding",
+                        help="frontend embeddings, or per-second log-mel statistics (ablation)")
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("fit", help="train MMGAT on cached instances",
+                                 description=fit.__doc__)
+    parser.add_argument("--data", required=True, help="synthetic DIR (manifest.jsonl) or OpenMIC .npz")
+    parser.add_argument("--out", required=True, help="checkpoint directory")
+    parser.add_argument("--frontend", help="frontend file for the instance cache")
+    parser.add_argument("--epochs", type=int, default=FitOptions.epochs)
+    parser.add_argument("--batch-size", type=int, default=FitOptions.batch_size)
+    parser.add_argument("--lr", type=float, default=FitOptions.lr)
+    parser.add_argument("--weight-decay", type=float, default=FitOptions.weight_decay)
+    parser.add_argument("--seed", type=int, default=FitOptions.seed)
+    parser.add_argument("--window", type=int, default=FitOptions.window)
+    parser.add_argument("--patience", type=int, default=FitOptions.patience)
+    parser.add_argument("--clip-weights", help="local open_clip weights for the label text")
+    parser.add_argument("--rebuild-cache", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_model_options(parser)
+    parser.set_defaults(func=run)

@@ -1,0 +1,153 @@
+"""Frontends: loader round-trip and every refusal, AudioSet compatibility, fingerprints."""
+
+import hashlib
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, load_audioset,
+                                  load_frontend, probe_frames, save_frontend, seeded_init)
+
+
+@pytest.fixture(scope="module")
+def trunk():
+    return seeded_init(Frontend(TRUNK), seed=7).eval()
+
+
+def write_release_file(directory, stem, obj) -> "Path":
+    """Save like torch hub's release files: the sha256 prefix goes into the file name."""
+    temporary = directory / f"{stem}.tmp"
+    torch.save(obj, temporary)
+    digest = hashlib.sha256(temporary.read_bytes()).hexdigest()[:8]
+    return temporary.rename(directory / f"{stem}-{digest}.pth")
+
+
+@pytest.fixture(scope="module")
+def audioset_files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("audioset")
+    full = seeded_init(Frontend(AUDIOSET), seed=3)
+    rng = np.random.default_rng(0)
+    pca = {"pca_eigen_vectors": np.linalg.qr(rng.standard_normal((128, 128)))[0],
+           "pca_means": rng.standard_normal(128)}  # numpy arrays, as in the release file
+    vggish = write_release_file(directory, "vggish", full.net.vgg.state_dict())
+    return vggish, write_release_file(directory, "vggish_pca_params", pca), pca
+
+
+def test_round_trip_keeps_outputs_and_fingerprint(trunk, tmp_path):
+    path = tmp_path / "frontend.pt"
+    fingerprint = save_frontend(trunk, path)
+    loaded = load_frontend(path)
+    assert loaded.name == TRUNK and loaded.recorded_fingerprint == fingerprint
+    expected = trunk.embed(probe_frames())
+    np.testing.assert_allclose(loaded.embed(probe_frames()), expected, atol=0.05)  # fp16 storage
+    assert 8e6 < path.stat().st_size < 12e6
+
+
+def test_refusals(trunk, tmp_path):
+    path = tmp_path / "frontend.pt"
+    save_frontend(trunk, path)
+    data = path.read_bytes()
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    (tmp_path / "truncated.pt.sha256").write_text(hashlib.sha256(data[: len(data) // 2]).hexdigest())
+    with pytest.raises(FrontendError, match="truncated"):
+        load_frontend(truncated)
+
+    tampered = tmp_path / "tampered.pt"
+    tampered.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    (tmp_path / "tampered.pt.sha256").write_text((tmp_path / "frontend.pt.sha256").read_text())
+    with pytest.raises(FrontendError, match="sha256"):
+        load_frontend(tampered)
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    code = tmp_path / "code.pt"
+    code.write_bytes(pickle.dumps({"format": "mmgat-frontend/1", "x": Exploit()}))
+    (tmp_path / "code.pt.sha256").write_text(hashlib.sha256(code.read_bytes()).hexdigest())
+    with pytest.raises(FrontendError, match="refused"):
+        load_frontend(code)
+
+    wrong_keys = tmp_path / "keys.pt"
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"]["features.99.weight"] = blob["state_dict"].pop("features.0.weight")
+    torch.save(blob, wrong_keys)
+    (tmp_path / "keys.pt.sha256").write_text(hashlib.sha256(wrong_keys.read_bytes()).hexdigest())
+    with pytest.raises(FrontendError, match="wrong keys"):
+        load_frontend(wrong_keys)
+
+    with pytest.raises(FrontendError, match="no recorded hash"):
+        (tmp_path / "nohash.pt").write_bytes(data)
+        load_frontend(tmp_path / "nohash.pt")
+    with pytest.raises(FrontendError, match="not found"):
+        load_frontend(tmp_path / "absent.pt")
+
+
+def test_audioset_release_files_load_with_pca(audioset_files):
+    vggish, pca_file, pca = audioset_files
+    frontend = load_audioset(vggish, pca_file)
+    raw = frontend.net.vgg(frontend.log_mel.examples(torch.from_numpy(probe_frames())))
+    projected = (raw.detach().numpy() - pca["pca_means"]) @ pca["pca_eigen_vectors"].T
+    expected = np.round((np.clip(projected, -2, 2) + 2) * 255 / 4)
+    out = frontend.embed(probe_frames())
+    assert np.abs(out - expected).max() <= 1.0  # float32 vs float64 may flip one rounding step
+    assert out.min() >= 0 and out.max() <= 255
+
+
+def test_audioset_refusals(audioset_files, tmp_path):
+    vggish, pca_file, _ = audioset_files
+    renamed = tmp_path / "vggish-00000000.pth"
+    renamed.write_bytes(vggish.read_bytes())
+    with pytest.raises(FrontendError, match="sha256"):
+        load_audioset(renamed, pca_file)
+    with pytest.raises(FrontendError, match="not found"):
+        load_audioset(tmp_path / "vggish-10086976.pth", pca_file)
+    wrong = write_release_file(tmp_path, "vggish", {"features.0.weight": torch.zeros(64, 1, 3, 3)})
+    with pytest.raises(FrontendError, match="wrong keys"):
+        load_audioset(wrong, pca_file)
+
+
+def test_trunk_from_audioset_weights_gives_the_same_conv_activations(audioset_files):
+    vggish, pca_file, _ = audioset_files
+    full = load_audioset(vggish, pca_file)
+    trunk = Frontend(TRUNK)
+    state = torch.load(vggish, weights_only=True)
+    missing, unexpected = trunk.net.load_state_dict(
+        {k: v for k, v in state.items() if k.startswith("features.")}, strict=False)
+    assert not unexpected and all(k.startswith("head.") for k in missing)
+    examples = full.log_mel.examples(torch.from_numpy(probe_frames()))
+    with torch.no_grad():
+        expected = full.net.vgg.features(examples)
+        blocks = trunk.net.block_outputs(examples)
+    torch.testing.assert_close(torch.nn.functional.max_pool2d(blocks[-1], 2), expected)
+
+
+def test_fingerprint_identical_in_two_fresh_processes():
+    script = ("from mmgat.model.frontend import Frontend, seeded_init;"
+              "print(seeded_init(Frontend(), 11).eval().fingerprint())")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 16
+    other = seeded_init(Frontend(), 12).eval().fingerprint()
+    assert other != runs[0]
+
+
+def test_seeded_init_is_reproducible_and_seed_dependent():
+    a, b, c = (seeded_init(Frontend(), s).net.state_dict() for s in (1, 1, 2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["features.0.weight"], c["features.0.weight"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu(trunk):
+    cpu = trunk.embed(probe_frames())
+    gpu = trunk.to("cuda").embed(probe_frames())
+    trunk.to("cpu")
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3, rtol=1e-3)

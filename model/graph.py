@@ -19,9 +19,10 @@ Nodes x_1..x_n (n <= W, time order, oldest first) are raw d-dim float32 instance
   sparsification and masks follow as above.
 
 Precision: similarities are computed in float64 and stored as float32, and the neighbour choice
-compares those float32 values. The float64 sums of the two implementations differ by ~1e-16,
-which rounding to float32 absorbs, so both see the same Sim values and break near-ties alike:
-their masks agree exactly, not just up to tolerance.
+compares those float32 values. Different summation orders (numba's vectorised loops, BLAS in
+torch and numpy) move the float64 results by ~1e-16, which rounding to float32 absorbs, so every
+implementation sees the same Sim values and breaks near-ties alike: the masks agree exactly,
+not just up to a tolerance.
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ SIMILARITIES = ("cosine", "l1", "euclidean", "emd")
 
 
 @njit(cache=True, nogil=True)
-def _push_kernel(x, pushed, neighbours, unit, nodes, similarity, weights, masks):
+def _push_kernel(x, pushed, unit, nodes, similarity, weights, neighbour_index, neighbour_value,
+                 masks):
     """Add x as push number `pushed` (0-based). Returns False, touching nothing, if x is not finite.
 
-    `unit` is the (W, d) ring of normalised instances (slot = push number % W); `nodes`,
-    `similarity`, `weights`, `masks` are the time-ordered outputs, valid in their leading n x n.
+    `unit` is the (W, d) ring of normalised instances (slot = push number % W). The rest is in
+    time order, valid in its leading n rows / n x n block: `nodes`, `similarity`, `weights`,
+    `masks`, and each node's top-m list, `neighbour_index` / `neighbour_value` (W, m), most
+    similar first.
     """
     window, dim = unit.shape
     for k in range(dim):
@@ -59,11 +63,9 @@ def _push_kernel(x, pushed, neighbours, unit, nodes, similarity, weights, masks)
     for k in range(dim):
         unit[slot, k] = x[k] / norm
 
-    if pushed >= window:  # the oldest node leaves: shift time order by one (O(W*d + W^2))
-        for t in range(window - 1):
-            nodes[t] = nodes[t + 1]
-            for u in range(window - 1):
-                similarity[t, u] = similarity[t + 1, u + 1]
+    full = pushed >= window
+    if full:
+        _drop_oldest(nodes, similarity, neighbour_index, neighbour_value)
     n = min(pushed + 1, window)
     newest = n - 1
     nodes[newest] = x
@@ -77,11 +79,13 @@ def _push_kernel(x, pushed, neighbours, unit, nodes, similarity, weights, masks)
     similarity[newest, newest] = 1.0
 
     for i in range(n):  # every row's sum changed (a node came, maybe one left)
-        total = _sum(similarity[i, :n])
+        inverse_total = 1.0 / _sum(similarity[i, :n])
         for j in range(n):
-            weights[i, j] = similarity[i, j] / total
+            weights[i, j] = similarity[i, j] * inverse_total
 
-    _scale_masks(similarity, n, neighbours, masks)
+    kept = min(neighbour_index.shape[1], newest)
+    _update_neighbours(similarity, n, full, neighbour_index[:, :kept], neighbour_value[:, :kept])
+    _scale_masks(neighbour_index[:n, :kept], masks)
     return True
 
 
@@ -98,59 +102,91 @@ def _dot(a, b):
 def _sum(values):
     """float64 sum, vectorised like `_dot`."""
     total = 0.0
-    for value in values:
-        total += np.float64(value)
+    for k in range(values.shape[0]):  # indexed, not iterated: LLVM vectorises only this form
+        total += np.float64(values[k])
     return total
 
 
 @njit(cache=True, nogil=True)
-def _scale_masks(similarity, n, neighbours, masks):
+def _drop_oldest(nodes, similarity, neighbour_index, neighbour_value):
+    """Move every node one step down the time order (O(W*d + W^2)); a top-m list that held the
+    oldest node now holds index -1."""
+    window = nodes.shape[0]
+    for t in range(window - 1):
+        nodes[t] = nodes[t + 1]
+        for u in range(window - 1):
+            similarity[t, u] = similarity[t + 1, u + 1]
+        for q in range(neighbour_index.shape[1]):
+            neighbour_index[t, q] = neighbour_index[t + 1, q] - 1
+            neighbour_value[t, q] = neighbour_value[t + 1, q]
+
+
+@njit(cache=True, nogil=True)
+def _update_neighbours(similarity, n, full, neighbour_index, neighbour_value):
+    """Bring the (n, kept) top-m lists up to date after the newest node came (and, if full, the
+    oldest left). Removing a node outside a list leaves it exact, so only the ~m lists that held
+    the oldest are rebuilt; the others just consider the newest: O(n * m) expected."""
+    newest = n - 1
+    kept = neighbour_index.shape[1]
+    held_before = kept if full else min(kept, newest - 1)  # while filling, lists still grow
+    for i in range(newest):
+        index, value = neighbour_index[i], neighbour_value[i]
+        if full and index.min() < 0:  # it held the oldest node (min over <= m, no allocation)
+            _top_m(similarity[i, :n], i, index, value)
+        else:
+            _insert(similarity[i, newest], newest, index, value, held_before)
+    _top_m(similarity[newest, :n], newest, neighbour_index[newest], neighbour_value[newest])
+
+
+@njit(cache=True, nogil=True)
+def _top_m(row, i, index, value):
+    """Fill index / value with the len(index) largest row[j], j != i, in stable descending order."""
+    held = 0
+    for j in range(row.shape[0]):
+        if j != i:
+            held = _insert(row[j], j, index, value, held)
+
+
+@njit(cache=True, nogil=True)
+def _insert(candidate, j, index, value, held):
+    """Offer node j (newer than every listed node) to a descending list holding `held` entries;
+    returns the new count. A tie never displaces: the older node stays ahead."""
+    size = index.shape[0]
+    if held == size and (size == 0 or candidate <= value[size - 1]):
+        return held
+    position = min(held, size - 1)  # the free slot, or the evicted last one
+    while position > 0 and value[position - 1] < candidate:
+        index[position] = index[position - 1]
+        value[position] = value[position - 1]
+        position -= 1
+    index[position] = j
+    value[position] = candidate
+    return min(held + 1, size)
+
+
+@njit(cache=True, nogil=True)
+def _scale_masks(neighbour_index, masks):
     """masks[k] = nodes within k + 1 hops on the symmetrised top-m adjacency, self included.
 
     Neighbourhoods are uint64 bitsets (W <= 64), so a hop costs one OR per top-m edge.
     """
-    kept = min(neighbours, n - 1)
-    chosen = np.empty((n, kept), np.int64)
-    best = np.empty(kept, np.float32)
-    for i in range(n):
-        _top_m(similarity[i, :n], i, chosen[i], best)
+    n = neighbour_index.shape[0]
     reach = np.empty(n, np.uint64)
     for i in range(n):
         reach[i] = np.uint64(1) << np.uint64(i)
     for scale in range(masks.shape[0]):
-        reach = _one_more_hop(chosen, reach)
+        reach = _one_more_hop(neighbour_index, reach)
         for i in range(n):
             for c in range(n):
                 masks[scale, i, c] = (reach[i] >> np.uint64(c)) & np.uint64(1)
 
-@njit(cache=True, nogil=True)
-def _top_m(row, i, chosen, best):
-    """The len(chosen) largest row[j], j != i, into chosen (their values into best), in a stable
-    descending order."""
-    size = chosen.shape[0]
-    kept = 0
-    for j in range(row.shape[0]):  # insertion in time order, so ties keep the older node
-        if j == i:
-            continue
-        position = kept
-        while position > 0 and best[position - 1] < row[j]:
-            position -= 1
-        if position >= size:
-            continue
-        for q in range(min(kept, size - 1), position, -1):
-            best[q] = best[q - 1]
-            chosen[q] = chosen[q - 1]
-        best[position] = row[j]
-        chosen[position] = j
-        kept = min(kept + 1, size)
-
 
 @njit(cache=True, nogil=True)
-def _one_more_hop(chosen, reach):
+def _one_more_hop(neighbour_index, reach):
     """reach[i] | reach[j] for every j adjacent to i; adjacency = top-m edges both ways."""
     out = reach.copy()
-    for i in range(chosen.shape[0]):
-        for j in chosen[i]:
+    for i in range(neighbour_index.shape[0]):
+        for j in neighbour_index[i]:
             out[i] |= reach[j]
             out[j] |= reach[i]
     return out
@@ -159,10 +195,12 @@ def _one_more_hop(chosen, reach):
 class InstanceGraph:
     """The instance correlation graph of the last `window` pushed instances, kept incrementally.
 
-    A push costs one row of W dot products (O(W*d)) plus O(W^2 * m) for the weights and masks.
-    The properties are read-only views into buffers that the kernel keeps in time order, so
-    reading them is free; the next push overwrites them (copy what you keep). They are
-    contiguous once the window is full, slices of the (W, W) buffers before that.
+    A push costs one row of W dot products (O(W*d)), O(W^2) to re-normalise the weights and
+    write the masks, and O(W * m) expected to keep every node's top-m list.
+    The kernel keeps the outputs in time order in preallocated buffers; the properties return
+    the same read-only views of them every time (renewed only while n changes), so reading is
+    free. The next push overwrites what they show: copy what you keep. The views are contiguous
+    once the window is full, slices of the (W, W) buffers before that.
     """
 
     def __init__(self, window: int, dim: int = EMBED_DIM, neighbours: int = 2):
@@ -178,8 +216,10 @@ class InstanceGraph:
         self._similarity = np.zeros((window, window), np.float32)
         self._weights = np.zeros((window, window), np.float32)
         self._masks = np.zeros((NUM_SCALES, window, window), np.bool_)
-        self._pushed = 0
+        self._neighbour_index = np.zeros((window, neighbours), np.int64)
+        self._neighbour_value = np.zeros((window, neighbours), np.float32)
         # Compile (or load numba's on-disk cache) now, not on the first push of a live stream.
+        self._pushed = 0
         self.push(np.zeros(dim, np.float32))
         self.reset()
 
@@ -188,14 +228,26 @@ class InstanceGraph:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape != (self.dim,):
             raise ValueError(f"instance must have shape ({self.dim},), got {x.shape}")
-        if not _push_kernel(x, self._pushed, self.neighbours, self._unit, self._nodes,
-                            self._similarity, self._weights, self._masks):
+        if not _push_kernel(x, self._pushed, self._unit, self._nodes, self._similarity,
+                            self._weights, self._neighbour_index, self._neighbour_value,
+                            self._masks):
             raise ValueError("instance contains NaN or infinity")
         self._pushed += 1
+        if self._pushed <= self.window:
+            self._expose()
 
     def reset(self) -> None:
         """Forget every instance (the buffers are rewritten before they are read again)."""
         self._pushed = 0
+        self._expose()
+
+    def _expose(self) -> None:
+        """Point the output views at the leading n rows / n x n blocks (needed when n changes)."""
+        n = self.n
+        self._nodes_view = _read_only(self._nodes[:n])
+        self._similarity_view = _read_only(self._similarity[:n, :n])
+        self._weights_view = _read_only(self._weights[:n, :n])
+        self._masks_view = _read_only(self._masks[:, :n, :n])
 
     @property
     def n(self) -> int:
@@ -204,25 +256,22 @@ class InstanceGraph:
     @property
     def nodes(self) -> np.ndarray:
         """(n, dim) float32 raw instances, oldest first."""
-        return _read_only(self._nodes[: self.n])
+        return self._nodes_view
 
     @property
     def similarity(self) -> np.ndarray:
         """(n, n) float32 Sim, time order."""
-        n = self.n
-        return _read_only(self._similarity[:n, :n])
+        return self._similarity_view
 
     @property
     def weights(self) -> np.ndarray:
         """(n, n) float32 row-normalised edge weights, time order."""
-        n = self.n
-        return _read_only(self._weights[:n, :n])
+        return self._weights_view
 
     @property
     def scale_masks(self) -> np.ndarray:
         """(3, n, n) bool: nodes within 1, 2, 3 hops of each node, time order."""
-        n = self.n
-        return _read_only(self._masks[:, :n, :n])
+        return self._masks_view
 
 
 def _read_only(view: np.ndarray) -> np.ndarray:
@@ -266,17 +315,18 @@ def build_graph(nodes: torch.Tensor, node_mask: torch.Tensor, neighbours: int = 
 
     others = real & ~self_loop
     candidates = sim.masked_fill(~others, -1.0)  # below every real Sim (>= 0): chosen last
-    chosen = torch.sort(candidates, dim=-1, descending=True, stable=True).indices[..., :neighbours]
+    order = torch.sort(candidates, dim=-1, descending=True, stable=True).indices
+    chosen = order[..., :neighbours]
     top = torch.zeros_like(others).scatter_(-1, chosen, True) & others
     adjacency = top | top.mT | (self_loop & real)
-    one_hop = adjacency.float()  # 0/1 products of <= 64 terms are exact in float32
+    one_hop = adjacency.float()  # path counts stay exact in float32 (N < 2**24)
     two_hops = (one_hop @ one_hop) > 0
     three_hops = (two_hops.float() @ one_hop) > 0
     return weights, torch.stack((adjacency, two_hops, three_hops), dim=1)
 
 
 def _distances(x: torch.Tensor, similarity: str) -> torch.Tensor:
-    """(B, N, d) float64 -> (B, N, N) pairwise distances, computed from differences (exact zeros)."""
+    """(B, N, d) float64 -> (B, N, N) distances, from differences (so duplicates give exact 0)."""
     if similarity == "l1":
         return torch.cdist(x, x, p=1.0)
     if similarity == "euclidean":

@@ -43,7 +43,7 @@ def reference_graph(nodes: np.ndarray, neighbours: int, similarity: str = "cosin
     return sim, weights, masks
 
 
-def instances(seed: int, pool_size: int, dim: int, picks: list[int]) -> np.ndarray:
+def instances(seed: int, pool_size: int, dim: int, picks) -> np.ndarray:
     """A sequence drawn from a small Gaussian pool: repeated picks are exact duplicates (ties),
     pick -1 is the zero vector; small dims give many clipped (zero) similarities, more ties."""
     pool = np.random.default_rng(seed).standard_normal((pool_size, dim)).astype(np.float32)
@@ -71,11 +71,12 @@ def streams(draw):
 
 
 # Always run the largest window on long streams, whatever hypothesis draws.
-FULL_WINDOW_128 = (MAX_WINDOW, 2, instances(1, 90, 128, list(np.random.default_rng(1).integers(-1, 90, 192))))
-FULL_WINDOW_TIES = (MAX_WINDOW, 4, instances(2, 20, 3, list(np.random.default_rng(2).integers(-1, 20, 150))))
+_picks = np.random.default_rng(1)
+FULL_WINDOW_128 = (MAX_WINDOW, 2, instances(1, 90, 128, _picks.integers(-1, 90, 192)))
+FULL_WINDOW_TIES = (MAX_WINDOW, 4, instances(2, 20, 3, _picks.integers(-1, 20, 150)))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @example(FULL_WINDOW_128)
 @example(FULL_WINDOW_TIES)
 @given(streams())
@@ -94,7 +95,7 @@ def test_every_push_matches_reference(stream):
         assert_graph_invariants(graph.weights, graph.scale_masks)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=25, deadline=None)
 @example(FULL_WINDOW_TIES)
 @given(streams())
 def test_build_graph_matches_instance_graph(stream):
@@ -134,7 +135,8 @@ def test_build_graph_matches_reference_on_padded_batches(similarity):
     assert weights.dtype == torch.float32 and masks.dtype == torch.bool
     torch.testing.assert_close(nodes, before, rtol=0, atol=0, equal_nan=True)
     for b, n in enumerate(lengths):
-        sim, expected_weights, expected_masks = reference_graph(nodes[b, :n].numpy(), neighbours, similarity)
+        _, expected_weights, expected_masks = reference_graph(nodes[b, :n].numpy(), neighbours,
+                                                              similarity)
         np.testing.assert_allclose(weights[b, :n, :n].numpy(), expected_weights, atol=1e-6)
         np.testing.assert_array_equal(masks[b, :, :n, :n].numpy(), expected_masks)
         assert_graph_invariants(weights[b, :n, :n].numpy(), masks[b, :, :n, :n].numpy())
@@ -191,8 +193,8 @@ def test_bad_neighbours():
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")
-@pytest.mark.parametrize("x", [np.zeros(5), np.zeros((1, 4)), np.zeros(()), np.array([0, 0, np.nan, 0]),
-                               np.array([np.inf, 0, 0, 0]), np.array([1e39, 0, 0, 0])])
+@pytest.mark.parametrize("x", [np.zeros(5), np.zeros((1, 4)), np.zeros(()), [0, 0, np.nan, 0],
+                               [np.inf, 0, 0, 0], [1e39, 0, 0, 0]])
 def test_bad_instance_is_rejected_and_changes_nothing(x):
     graph = InstanceGraph(3, 4)
     graph.push(np.ones(4, np.float32))

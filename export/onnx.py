@@ -66,7 +66,7 @@ def build_metadata(checkpoint: dict, model: MMGAT) -> dict:
         "neighbours": model.config.neighbours, "similarity": model.config.similarity,
         "input_dim": model.config.input_dim,
         "frontend_name": frontend["name"], "frontend_fingerprint": frontend["fingerprint"],
-        "frontend_file": Path(frontend["file"]).name,
+        "frontend_file": Path(frontend["file"]).name if frontend.get("file") else None,
         "text_encoder": checkpoint.get("text_encoder") or "none",
         "version": version("mmgat-live"), "training": checkpoint.get("training", {}),
         "metrics": checkpoint.get("metrics", {}),
@@ -104,7 +104,7 @@ def export_checkpoint(checkpoint_path, out_path) -> Path:
     """Checkpoint -> artifact; the frontend file the model was trained on is copied beside it."""
     model, checkpoint = load_checkpoint(checkpoint_path)
     out_path = Path(out_path)
-    frontend_file = Path(checkpoint["frontend"]["file"])
+    frontend_file = Path(checkpoint["frontend"].get("file") or "")
     if frontend_file.is_file() and frontend_file.parent.resolve() != out_path.parent.resolve():
         out_path.parent.mkdir(parents=True, exist_ok=True)
         for source in (frontend_file, Path(f"{frontend_file}.sha256")):

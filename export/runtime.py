@@ -95,7 +95,11 @@ class MMGATSession:
 
 
 def frontend_path_for(session: MMGATSession) -> Path:
-    beside = session.path.parent / session.metadata["frontend_file"]
+    name = session.metadata["frontend_file"]
+    if not name:  # e.g. trained on OpenMIC's AudioSet-VGGish features
+        raise ModelError(f"{session.path.name} names no frontend file (it was trained on "
+                         f"{session.metadata['frontend_name']}); it cannot run live")
+    beside = session.path.parent / name
     return beside if beside.is_file() else DEFAULT_FRONTEND
 
 

@@ -7,11 +7,11 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mmgat.model.train import synth
+    from mmgat.model.train import ablate, evaluate, fit, synth, train_frontend
 
     parser = argparse.ArgumentParser(prog="mmgat-train", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (synth,):
+    for module in (synth, train_frontend, fit, evaluate, ablate):
         module.register(commands)
     return parser
 

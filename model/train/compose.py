@@ -21,7 +21,7 @@ import mido
 import numpy as np
 
 TICKS_PER_BEAT = 480
-MIN_NOTE_SECONDS = 0.1  # shorter fragments left at window edges are dropped
+MIN_NOTE_SECONDS = 0.1  # shorter fragments of notes cut at window edges are dropped
 
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
@@ -86,10 +86,9 @@ class Song:
 
 def random_song(rng: np.random.Generator) -> Song:
     minor = bool(rng.random() < 0.4)
-    scale = MINOR_SCALE if minor else MAJOR_SCALE
+    scale, progressions = (MINOR_SCALE, MINOR_PROGRESSIONS) if minor else (MAJOR_SCALE, MAJOR_PROGRESSIONS)
     tonic = int(rng.integers(12))
-    degrees = (MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS)[
-        rng.integers(len(MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS))]
+    degrees = progressions[int(rng.integers(len(progressions)))]
     chord_size = 4 if rng.random() < 0.25 else 3  # sevenths now and then
     progression = tuple(
         tuple((tonic + scale[(d + 2 * k) % 7]) % 12 for k in range(chord_size)) for d in degrees)
@@ -120,10 +119,10 @@ def _bars(song: Song, n_beats: float):
 
 # ---- melodic idioms -------------------------------------------------------------------------
 
-def melody(song, rng, n_beats, register, *, sustained=False, channel=0) -> list[Note]:
+def melody(song, rng, n_beats, register, *, sustained=False) -> list[Note]:
     """Phrases: a one-bar rhythm motif reused with variation; pitches walk the scale in small
-    steps and land on chord tones at bar starts; rests never longer than half a second so
-    every second of the part sounds."""
+    steps and land on chord tones at bar starts. Notes last at most 1.5 s (2.5 s sustained)
+    and the gaps between them stay under half a second, so every second of the part sounds."""
     low, high = register
     scale = song.scale_pitches(low, high)
     durations = (1.0, 2.0, 3.0) if sustained else (0.5, 0.5, 1.0, 1.0, 1.5, 2.0)
@@ -145,7 +144,7 @@ def melody(song, rng, n_beats, register, *, sustained=False, channel=0) -> list[
             else:
                 index = _step(rng, index, len(scale))
             legato = 0.95 if sustained else float(rng.uniform(0.7, 0.95))
-            notes.append(Note(start, length * legato, scale[index], _velocity(rng, 90), channel))
+            notes.append(Note(start, length * legato, scale[index], _velocity(rng, 90)))
         beat += song.beats_per_bar
     return notes
 
@@ -268,7 +267,7 @@ def chords(song, rng, n_beats, register) -> list[Note]:
 
 
 def arpeggio(song, rng, n_beats, register) -> list[Note]:
-    """Broken chords in eighths (or triplets in 3/4), up, down or up-down."""
+    """Broken chords in eighth notes, up, down or up-down."""
     low, high = register
     shape = rng.choice(("up", "down", "updown"))
     step = 0.5
@@ -288,13 +287,14 @@ def piano(song, rng, n_beats, register) -> list[Note]:
     split = (low + high) // 2
     left = [Note(n.start, n.length, n.pitch, n.velocity - 10)
             for n in bass_line(song, rng, n_beats, (max(low, 33), split - 5))
-            if n.start % 1 == 0]
+            if n.start % 1 == 0]  # on the beat only: a left hand, not a bass player's eighths
     right_idiom = chords if rng.random() < 0.5 else melody
     return left + right_idiom(song, rng, n_beats, (split, high))
 
 
 def _fretted(chord, tuning, position) -> list[int | None]:
-    """Per string, the lowest fret from `position` up to 4 frets higher sounding a chord tone."""
+    """Per string, the lowest fret from `position` to 4 frets higher that sounds a chord tone,
+    or the open string when it is one; None where neither is."""
     out = []
     for open_string in tuning:
         frets = [f for f in range(position, position + 5) if (open_string + f) % 12 in chord]
@@ -313,10 +313,11 @@ def _guitar_shape(chord, position) -> list[int]:
 
 def _strums(song, rng, n_beats, shape_of, spread_s, accents) -> list[Note]:
     """Strummed shapes: down strokes low-to-high, up strokes high-to-low, strings a few ms apart."""
-    pattern = [(0.0, "D"), (1.0, "D"), (1.5, "U"), (2.5, "U"), (3.0, "D"), (3.5, "U")]
-    if song.beats_per_bar == 3 or rng.random() < 0.3:
-        pattern = [(float(b), "D") for b in range(song.beats_per_bar)] + \
-                  [(b + 0.5, "U") for b in range(1, song.beats_per_bar)]
+    if song.beats_per_bar == 4 and rng.random() < 0.7:
+        pattern = [(0.0, "D"), (1.0, "D"), (1.5, "U"), (2.5, "U"), (3.0, "D"), (3.5, "U")]
+    else:  # down on every beat, up on the off-beats after the first
+        pattern = ([(float(b), "D") for b in range(song.beats_per_bar)]
+                   + [(b + 0.5, "U") for b in range(1, song.beats_per_bar)])
     notes = []
     for bar, chord in _bars(song, n_beats):
         shape = shape_of(chord)
@@ -347,9 +348,9 @@ def ukulele_strum(song, rng, n_beats, register) -> list[Note]:
 
 
 def banjo_roll(song, rng, n_beats, register) -> list[Note]:
-    """Scruggs-style forward rolls: fretted open-G chord tones and the G4 drone string,
-    eighth notes (sixteenths at slow tempos) so that picks come 5-10 times per second."""
-    step = 0.25 if song.seconds_per_beat > 0.75 else 0.5
+    """Scruggs-style rolls in sixteenth notes (5-10 picks per second at 70-150 bpm): fretted
+    open-G chord tones and the G4 drone string."""
+    step = 0.25
     roll = rng.choice(("forward", "alternating"))
     order = {"forward": (2, 1, 4, 2, 1, 4, 2, 1), "alternating": (2, 1, 3, 4, 1, 3, 4, 1)}[roll]
     notes = []
@@ -391,7 +392,7 @@ def _groove(song: Song, n_beats: float) -> tuple[list[Note], list[Note]]:
             else:
                 _kit_beat(style, b, beat, kick, snare, lambda t, p, v: hit(drums, t, p, v), rng)
             _cymbal_beat(style, b, beat, timekeeper, lambda t, p, v, n=0.25: hit(cymbals, t, p, v, n))
-        if bar == 0 or (bar // beats_per_bar) % 4 == 0:
+        if (bar // beats_per_bar) % 4 == 0:  # a crash opens every four-bar phrase
             hit(cymbals, bar, crash, 110, length=2.0)
         elif rng.random() < 0.1:
             hit(cymbals, bar, int(rng.choice((SPLASH, CHINA))), 100, length=1.0)
@@ -468,15 +469,16 @@ def compose(idiom: str, song: Song, rng: np.random.Generator, seconds: float,
 
 
 def window(notes: list[Note], song: Song, start_s: float, end_s: float) -> list[Note]:
-    """The notes sounding in [start_s, end_s), cut to it; a note already sounding at start_s
-    is re-struck there, so the part is heard from its first second."""
+    """The notes sounding in [start_s, end_s), cut to it, with times counted from start_s;
+    a note already sounding at start_s is re-struck there, so the part is heard at once."""
     start, end = song.beats(start_s), song.beats(end_s)
     shortest = song.beats(MIN_NOTE_SECONDS)
     out = []
     for note in notes:
         begin, finish = max(note.start, start), min(note.start + note.length, end)
-        if finish - begin >= shortest:
-            out.append(Note(begin, finish - begin, note.pitch, note.velocity, note.channel))
+        whole = begin == note.start and finish == note.start + note.length
+        if finish > begin and (whole or finish - begin >= shortest):
+            out.append(Note(begin - start, finish - begin, note.pitch, note.velocity, note.channel))
     return out
 
 

@@ -141,22 +141,20 @@ def read_manifest(directory) -> list[dict]:
 
 
 def extract_instances(directory, paths: list[str], extractor) -> list[np.ndarray]:
-    """Audio files -> per clip (n_seconds, D) float32, many clips' frames per extractor call."""
-    instances, pending, pending_frames = [], [], []
+    """Audio files -> per clip (n_seconds, D) float32, many clips' frames per extractor call
+    (a GPU wants big batches)."""
+    instances, pending = [], []
 
     def flush():
-        if not pending:
-            return
-        embedded = extractor.embed(np.concatenate(pending_frames))
-        bounds = np.cumsum([0] + [len(f) for f in pending_frames])
-        instances.extend(embedded[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
-        pending.clear()
-        pending_frames.clear()
+        if pending:
+            embedded = extractor.embed(np.concatenate(pending))
+            bounds = np.cumsum([0] + [len(frames) for frames in pending])
+            instances.extend(embedded[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
+            pending.clear()
 
     for path in track(paths, description=f"embedding with {extractor.name}"):
-        pending.append(path)
-        pending_frames.append(split_frames(load_audio(Path(directory) / path)))
-        if sum(len(f) for f in pending_frames) >= EMBED_BATCH_FRAMES:
+        pending.append(split_frames(load_audio(Path(directory) / path)))
+        if sum(len(frames) for frames in pending) >= EMBED_BATCH_FRAMES:
             flush()
     flush()
     return instances
@@ -179,7 +177,7 @@ def read_cache(path: Path) -> tuple[list[str], list[np.ndarray], dict]:
 
 
 def make_extractor(input_kind: str, frontend_file, device) -> tuple[torch.nn.Module, dict]:
-    """-> (extractor, its {"name", "fingerprint", "file"}); the default frontend is the shipped one."""
+    """-> (extractor, its {"name", "fingerprint", "file"}); default: the shipped frontend."""
     if input_kind == "mel":
         extractor, file = LogMelStats().to(device), None
     else:
@@ -218,9 +216,8 @@ def cached_instances(directory, paths: list[str], input_kind: str = "embedding",
     if expected_fingerprint is not None and expected_fingerprint != frontend["fingerprint"]:
         raise ValueError(f"frontend {frontend['file']} ({frontend['fingerprint']}) is not the one "
                          f"asked for ({expected_fingerprint})")
-    instances = extract_instances(directory, paths, extractor)
-    write_cache(path, list(paths), instances, frontend)
-    return instances, frontend
+    write_cache(path, list(paths), extract_instances(directory, paths, extractor), frontend)
+    return read_cache(path)[1], frontend  # as stored (float16), whether fresh or cached
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +248,7 @@ def load_synth(directory, input_kind: str = "embedding", frontend_file=None,
     targets = np.stack([second.max(axis=0) for second in seconds])
     return ClipSet(keys=paths, features=instances, targets=targets,
                    label_mask=np.ones_like(targets, dtype=bool), second_targets=seconds,
-                   splits=np.array([synth_split(entry.get("seed", entry["path"])) for entry in entries]),
+                   splits=np.array([synth_split(e.get("seed", e["path"])) for e in entries]),
                    soundfonts=[list(entry.get("soundfonts", [])) for entry in entries],
                    frontend=frontend)
 
@@ -279,7 +276,7 @@ def load_openmic(npz_path, partitions=None) -> ClipSet:
     for split, name in OPENMIC_SPLITS.items():
         for key in read_keys(partitions / name):
             if key not in index:
-                raise ValueError(f"{partitions / name} names {key}, which is not in {npz_path.name}")
+                raise ValueError(f"{partitions / name} names {key}, not in {npz_path.name}")
             chosen.append(index[key])
             splits.append(split if split == "test" or unit_hash(f"openmic:{key}") >= VAL_FRACTION
                           else "val")

@@ -1,26 +1,31 @@
-"""`mmgat-train fit`: train MMGAT on cached instances; the checkpoint format lives here.
+"""`mmgat-train fit`: train MMGAT on cached instances.
 
-Checkpoint `CKPT_DIR/model.pt` (torch.save of tensors and plain containers, loadable with
-`weights_only=True`):
+Writes CKPT_DIR/model.pt (the epoch with the best validation F1 micro), CKPT_DIR/last.pt (the
+latest epoch plus optimizer, loss centres, loop state and RNG states, for --resume) and
+CKPT_DIR/metrics.json. Both .pt files are `mmgat.model.checkpoint` checkpoints (torch.save of
+tensors and plain containers, `weights_only` loadable), read back by `load_checkpoint`:
 
-    format            "mmgat-checkpoint/1"
     config            MMGATConfig.to_dict() (config["extra"]["input"]: "embedding" | "mel")
-    state_dict        MMGAT state_dict (float32 tensors)
+    text_embeddings   float32 tensor (C, text_dim), or None without label embeddings
+    state_dict        MMGAT state_dict (float32, CPU)
     classes, groups   the class / onset-group names, in output order
-    thresholds        list of NUM_CLASSES floats, tuned on validation (max per-class F1)
-    group_thresholds  list of NUM_GROUPS floats, or None without the auxiliary head
-    text_encoder      name of the text encoder, or None (no label embeddings)
-    text_embeddings   float32 tensor (C, text_dim), or None
+    thresholds        NUM_CLASSES floats tuned on validation (max per-class F1)
+    group_thresholds  NUM_GROUPS floats tuned on validation (without the auxiliary head: for
+                      group probability = max of its member classes' probabilities)
+    text_encoder      the text encoder's name, or None
     frontend          {"name", "fingerprint", "file"} of what produced the instances
-    window            graph window W (seconds) it was trained for
-    hop               seconds between instances (1.0: 1 s frames back to back)
-    training          summary: clips, seconds, soundfonts, seed, epochs, time, device, ...
-    metrics           validation metrics of the kept epoch
+                      (OpenMIC: {"vggish-audioset", None, None}; mel input: "logmel-stats")
+    window            W: graphs of 1..W seconds in training; evaluation windows of W
+    hop               1.0 (1 s instances back to back)
+    training          data summary (data, clips, seconds, soundfonts, splits), seed, epochs,
+                      best_epoch, seconds_elapsed, device, torch, options
+    metrics           validation metrics of that epoch (f1_micro, f1_macro, map, per class...)
+last.pt adds: options, loss_state, optimizer, state (epoch, best_f1, best_epoch, bad_epochs,
+history, elapsed), rng.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import asdict, dataclass, fields
@@ -30,6 +35,7 @@ import numpy as np
 import torch
 from rich.progress import Progress, TextColumn
 
+from mmgat.model.checkpoint import load_checkpoint, save_checkpoint
 from mmgat.model.frontend import default_device
 from mmgat.model.graph import MAX_WINDOW, SIMILARITIES
 from mmgat.model.labels import CLASSES, GROUPS
@@ -40,54 +46,14 @@ from mmgat.model.train.losses import LossSwitches, MMGATLoss
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 from mmgat.model.train.text import label_embeddings
 
-CHECKPOINT_FORMAT = "mmgat-checkpoint/1"
 MODEL_FILE = "model.pt"
 LAST_FILE = "last.pt"
 METRICS_FILE = "metrics.json"
 
 
-def save_checkpoint(checkpoint: dict, path: Path) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a half checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, temporary)
-    temporary.replace(path)
-
-
-def read_checkpoint(path) -> dict:
-    """The checkpoint dict of CKPT_DIR, CKPT_DIR/model.pt or any .pt we wrote (weights only)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise OSError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch reports truncation and foreign pickles as many types
-        reason = "it holds objects other than weights (refused)" if "weights_only" in str(error) \
-            else "it is truncated or not a torch file"
-        raise ValueError(f"cannot load checkpoint {path}: {reason}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an mmgat checkpoint ({CHECKPOINT_FORMAT})")
-    return checkpoint
-
-
-def build_model(checkpoint: dict) -> MMGAT:
-    config = MMGATConfig.from_dict(checkpoint["config"])
-    model = MMGAT(config, checkpoint["text_embeddings"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model
-
-
-def load_checkpoint(path) -> tuple[MMGAT, dict]:
-    """CKPT_DIR or its model.pt -> (MMGAT in eval mode on the CPU, checkpoint dict)."""
-    checkpoint = read_checkpoint(path)
-    return build_model(checkpoint).eval(), checkpoint
-
-
-# ---------------------------------------------------------------------------------------------
-# Training.
+def save_atomically(path: Path, model: MMGAT, **fields_) -> None:
+    """A crash mid-write must not destroy the previous checkpoint: write aside, then rename."""
+    save_checkpoint(path.with_suffix(".tmp.pt"), model, **fields_).replace(path)
 
 
 @dataclass
@@ -111,6 +77,7 @@ class FitOptions:
     rebuild_cache: bool = False
     resume: bool = False
     device: str | None = None
+    threads: int | None = None  # torch CPU threads for this process (small graphs: 1 is fine)
     progress: bool = True
 
     @classmethod
@@ -127,7 +94,7 @@ class FitOptions:
 
 
 # Options a resumed run takes from the command line; everything else comes from last.pt.
-RESUMABLE = ("epochs", "patience", "device", "progress", "resume", "rebuild_cache")
+RESUMABLE = ("epochs", "patience", "device", "threads", "progress", "resume", "rebuild_cache")
 
 
 def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> MMGATConfig:
@@ -138,7 +105,7 @@ def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> M
 
 
 def validate(model, clips, window, device) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Val metrics at per-class thresholds tuned on val -> (metrics, thresholds, group thresholds)."""
+    """-> (val metrics at per-class thresholds tuned on val, thresholds, group thresholds)."""
     model.eval()
     probs, group_probs = predict_clips(torch_scorer(model), clips, window, model.config, device)
     thresholds = tune_thresholds(clips.targets, probs, clips.label_mask)
@@ -185,22 +152,25 @@ def restore_rng(rng: np.random.Generator, state: dict) -> None:
 def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kwargs) -> dict:
     """Train MMGAT on `data` (synthetic DIR or OpenMIC .npz) into checkpoint dir `out`.
 
-    `clips` reuses an already loaded data set; `text` = (embeddings (C, D), encoder name)
-    replaces the text encoder. Returns the summary also written to metrics.json."""
+    kwargs are FitOptions. `clips` reuses an already loaded data set; `text` = (embeddings
+    (C, D), encoder name) stands in for the text encoder. Returns the metrics.json summary."""
     options, out = FitOptions.from_kwargs(kwargs), Path(out)
-    last = read_checkpoint(out / LAST_FILE) if options.resume else None
+    last = load_checkpoint(out / LAST_FILE)[1] if options.resume else None
     if last is not None:
         options = FitOptions(**{**last["options"], **{k: getattr(options, k) for k in RESUMABLE}})
     device = torch.device(options.device) if options.device else default_device()
-    clips = clips or load_data(data, options.input, options.frontend, options.rebuild_cache, device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    if clips is None:
+        clips = load_data(data, options.input, options.frontend, options.rebuild_cache, device)
     train, val = clips.subset("train"), clips.subset("val")
     if not len(train) or not len(val):
-        raise ValueError(f"{data}: {len(train)} training and {len(val)} validation clips; need both")
+        raise ValueError(f"{data}: {len(train)} training and {len(val)} validation clips; "
+                         "need both")
+    embeddings, encoder = None, None
     if options.label_embeddings:
         embeddings, encoder = text or label_embeddings(options.clip_weights)
         embeddings = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
-    else:
-        embeddings, encoder = None, None
 
     torch.manual_seed(options.seed)
     rng = np.random.Generator(np.random.PCG64(options.seed))
@@ -219,16 +189,14 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
         state = last["state"]
         restore_rng(rng, last["rng"])
 
-    def checkpoint(metrics, thresholds, group_thresholds) -> dict:
+    def described(metrics, thresholds, group_thresholds) -> dict:
+        """Everything a checkpoint holds besides the model itself."""
         return {
-            "format": CHECKPOINT_FORMAT, "config": config.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "classes": list(CLASSES), "groups": list(GROUPS),
             "thresholds": [float(t) for t in thresholds],
             "group_thresholds": [float(t) for t in group_thresholds],
-            "text_encoder": encoder,
-            "text_embeddings": None if embeddings is None else embeddings.clone(),
-            "frontend": dict(clips.frontend), "window": options.window, "hop": 1.0,
+            "text_encoder": encoder, "frontend": dict(clips.frontend),
+            "window": options.window, "hop": 1.0,
             "training": {"data": str(data), **clips.summary(), "seed": options.seed,
                          "epochs": state["epoch"], "best_epoch": state["best_epoch"],
                          "seconds_elapsed": round(state["elapsed"], 1), "device": str(device),
@@ -237,7 +205,7 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
         }
 
     columns = (*Progress.get_default_columns(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, disable=not options.progress, transient=False) as progress:
+    with Progress(*columns, disable=not options.progress) as progress:
         epochs = progress.add_task("epochs", total=options.epochs, completed=state["epoch"],
                                    status="")
         while state["epoch"] < options.epochs and state["bad_epochs"] < options.patience:
@@ -250,18 +218,19 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
                                      **{k: metrics[k] for k in ("f1_micro", "f1_macro", "map")}})
             if metrics["f1_micro"] > state["best_f1"]:
                 state.update(best_f1=metrics["f1_micro"], best_epoch=state["epoch"], bad_epochs=0)
-                save_checkpoint(checkpoint(metrics, thresholds, group_thresholds), out / MODEL_FILE)
+                save_atomically(out / MODEL_FILE, model,
+                                **described(metrics, thresholds, group_thresholds))
             else:
                 state["bad_epochs"] += 1
-            save_checkpoint({**checkpoint(metrics, thresholds, group_thresholds),
-                             "options": asdict(options), "loss_state": loss_fn.state_dict(),
-                             "optimizer": optimizer.state_dict(), "state": state,
-                             "rng": rng_state(rng)}, out / LAST_FILE)
+            save_atomically(out / LAST_FILE, model,
+                            **described(metrics, thresholds, group_thresholds),
+                            options=asdict(options), loss_state=loss_fn.state_dict(),
+                            optimizer=optimizer.state_dict(), state=state, rng=rng_state(rng))
             progress.update(epochs, advance=1, status=(
                 f"loss {sum(losses.values()):.3f}  val F1 micro {metrics['f1_micro']:.3f}  "
                 f"best {state['best_f1']:.3f} (epoch {state['best_epoch']})"))
 
-    best = read_checkpoint(out / MODEL_FILE)
+    best = load_checkpoint(out / MODEL_FILE)[1]
     summary = {"checkpoint": str(out / MODEL_FILE), "best_epoch": state["best_epoch"],
                "epochs": state["epoch"], "val": best["metrics"], "history": state["history"],
                "training": best["training"]}
@@ -279,24 +248,11 @@ def run(args) -> int:
     return 0
 
 
-def add_model_options(parser) -> None:
-    """The architecture / input switches (shared with the ablation runner's vocabulary)."""
-    parser.add_argument("--single-scale", action="store_true", help="only the 1-hop scale")
-    parser.add_argument("--no-label-embeddings", dest="label_embeddings", action="store_false",
-                        help="graph only: a plain class head, no label semantic embeddings")
-    parser.add_argument("--no-auxiliary", dest="auxiliary", action="store_false",
-                        help="principal only: no onset-group head")
-    parser.add_argument("--no-center", dest="center", action="store_false", help="no center loss")
-    parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
-    parser.add_argument("--neighbours", type=int, default=2)
-    parser.add_argument("--input", choices=INPUTS, default="embedding",
-                        help="frontend embeddings, or per-second log-mel statistics (ablation)")
-
-
 def register(commands) -> None:
     parser = commands.add_parser("fit", help="train MMGAT on cached instances",
                                  description=fit.__doc__)
-    parser.add_argument("--data", required=True, help="synthetic DIR (manifest.jsonl) or OpenMIC .npz")
+    parser.add_argument("--data", required=True,
+                        help="synthetic DIR (manifest.jsonl) or OpenMIC .npz")
     parser.add_argument("--out", required=True, help="checkpoint directory")
     parser.add_argument("--frontend", help="frontend file for the instance cache")
     parser.add_argument("--epochs", type=int, default=FitOptions.epochs)
@@ -310,6 +266,17 @@ def register(commands) -> None:
     parser.add_argument("--rebuild-cache", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; "
+                        "1 avoids oversubscription on a busy machine)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    add_model_options(parser)
+    parser.add_argument("--single-scale", action="store_true", help="only the 1-hop scale")
+    parser.add_argument("--no-label-embeddings", dest="label_embeddings", action="store_false",
+                        help="graph only: a plain class head, no label semantic embeddings")
+    parser.add_argument("--no-auxiliary", dest="auxiliary", action="store_false",
+                        help="principal only: no onset-group head")
+    parser.add_argument("--no-center", dest="center", action="store_false", help="no center loss")
+    parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
+    parser.add_argument("--neighbours", type=int, default=2)
+    parser.add_argument("--input", choices=INPUTS, default="embedding",
+                        help="frontend embeddings, or per-second log-mel statistics (ablation)")
     parser.set_defaults(func=run)

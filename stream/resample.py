@@ -1,0 +1,76 @@
+"""Streaming conversion of native-rate, multi-channel blocks to 16 kHz mono.
+
+torchaudio's sinc resampler (the one `to_mono_16k` uses) maps each period of `rate / gcd` input
+samples onto `SAMPLE_RATE / gcd` outputs, and every output reads only the inputs within
+`width` samples of its period. So a block that starts on a period boundary and carries enough
+history yields exactly the whole-signal outputs for the periods it fully covers: we emit those,
+keep the history the next periods need, and resample the remainder at the end of the stream
+(where the zero padding is the whole signal's own). No clicks at block edges, no drift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torchaudio
+
+from mmgat.model.audio import SAMPLE_RATE
+
+
+class StreamResampler:
+    """feed((frames, channels) float32 at `rate`) -> float32 mono at SAMPLE_RATE; flush() at the end."""
+
+    def __init__(self, rate: int, channels: int):
+        self.rate, self.channels = int(rate), int(channels)
+        divisor = math.gcd(self.rate, SAMPLE_RATE)
+        self.period_in, self.period_out = self.rate // divisor, SAMPLE_RATE // divisor
+        if self.rate == SAMPLE_RATE:
+            self._resample, self.width = None, 0
+        else:
+            self._resample = torchaudio.transforms.Resample(self.rate, SAMPLE_RATE)
+            self.width = self._resample.width  # kernel half-width, in input samples
+        # Periods of history an output needs to the left of its own period.
+        self._history_periods = -(-self.width // self.period_in)
+        self._pending = np.zeros(0, np.float32)  # mono input from `_start` on
+        self._start = 0  # input index of _pending[0], always a period boundary
+        self._next_period = 0  # first period whose outputs have not been emitted
+        # Outputs held back at most: those of the periods inside the right-hand lookahead.
+        self.backlog = 0 if self._resample is None else \
+            (-(-(self.width + self.period_in) // self.period_in) + 1) * self.period_out
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        mono = np.asarray(block, np.float32).mean(axis=1) if np.ndim(block) == 2 else np.asarray(block, np.float32)
+        if self._resample is None:  # already 16 kHz: downmix only, nothing held back
+            return np.ascontiguousarray(mono, np.float32)
+        self._pending = np.concatenate((self._pending, mono))
+        end = self._start + len(self._pending)
+        # Period p reads inputs [p*period_in - width, (p+1)*period_in + width).
+        complete = (end - self.width) // self.period_in  # periods p < complete are covered
+        return self._emit(max(complete, self._next_period))
+
+    def flush(self) -> np.ndarray:
+        """The outputs of the periods still open, as whole-signal resampling ends them."""
+        if self._resample is None:
+            return np.zeros(0, np.float32)
+        end = self._start + len(self._pending)
+        total = -(-end * self.period_out // self.period_in)  # torchaudio's output length
+        return self._emit(-(-total // self.period_out), total)
+
+    def _emit(self, stop_period: int, stop_output: int | None = None) -> np.ndarray:
+        if stop_period <= self._next_period:
+            return np.zeros(0, np.float32)
+        with torch.inference_mode():
+            out = self._resample(torch.from_numpy(self._pending)).numpy()
+        first_period = self._start // self.period_in
+        lo = (self._next_period - first_period) * self.period_out
+        hi = (stop_period - first_period) * self.period_out
+        if stop_output is not None:
+            hi = min(hi, stop_output - first_period * self.period_out)
+        emitted = out[lo:hi].copy()
+        self._next_period = stop_period
+        keep_from = max(0, self._next_period - self._history_periods) * self.period_in
+        self._pending = self._pending[keep_from - self._start:]
+        self._start = keep_from
+        return emitted

@@ -1,0 +1,59 @@
+"""Machine-readable outputs: one JSONL record / CSV row per update, flushed as written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import numpy as np
+
+from mmgat.stream.pipeline import Update
+
+
+def record(update: Update, classes, groups, thresholds: np.ndarray) -> dict:
+    """The JSONL record: t, probs, active, seconds, latency_ms, overruns (+ groups, level_dbfs)."""
+    return {
+        "t": round(update.t, 4),
+        "probs": {name: round(float(p), 5) for name, p in zip(classes, update.probs)},
+        "active": [name for name, p, threshold in zip(classes, update.probs, thresholds) if p >= threshold],
+        "seconds": np.round(update.node_probs.astype(float), 5).tolist(),
+        "latency_ms": {stage: round(ms, 3) for stage, ms in update.latency_ms.items()},
+        "overruns": int(update.overruns),
+        "groups": {name: round(float(p), 5) for name, p in zip(groups, update.group_probs)},
+        "level_dbfs": round(update.level_dbfs, 2),
+    }
+
+
+class TextSink:
+    """A text file, or stdout for '-' (flushed but left open at close)."""
+
+    def __init__(self, path: str):
+        self.file = sys.stdout if path == "-" else open(path, "w", newline="", encoding="utf-8")
+
+    def close(self) -> None:
+        if self.file is sys.stdout:
+            self.file.flush()
+        else:
+            self.file.close()
+
+
+class JsonlSink(TextSink):
+    def write(self, rec: dict) -> None:
+        self.file.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.file.flush()
+
+
+class CsvSink(TextSink):
+    """t, one column per class probability, active (';'-joined)."""
+
+    def __init__(self, path: str, classes):
+        super().__init__(path)
+        self.classes = list(classes)
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(["t", *self.classes, "active"])
+        self.file.flush()
+
+    def write(self, rec: dict) -> None:
+        self.writer.writerow([rec["t"], *(rec["probs"][c] for c in self.classes), ";".join(rec["active"])])
+        self.file.flush()

@@ -1,0 +1,217 @@
+"""Audio sources: an input device (sounddevice), an audio file, or raw PCM on stdin.
+
+Every source hands out native-rate (frames, channels) float32 blocks through `read(max_frames)`
+and says when it has `finished`; the worker resamples them. A device's callback only copies
+into a ring buffer, which counts what it has to drop; files and stdin are pulled on demand,
+paced to real time unless asked to go as fast as possible. sounddevice is imported only by the
+device functions, so file and stdin runs never touch PortAudio.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+import numpy as np
+import soundfile
+
+from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError
+from mmgat.stream.ring import RingBuffer
+
+RING_SECONDS = 4.0  # device audio the ring holds between the callback and the worker
+STDIN_SUBTYPES = {"s16le": "PCM_16", "s32le": "PCM_32", "f32le": "FLOAT"}
+STDIN_FORMAT = re.compile(r"(?P<encoding>[a-z0-9]+):(?P<rate>\d+):(?P<channels>\d+)")
+
+
+class SourceError(ValueError):
+    """An input the user named that cannot be opened (no such device, no inputs, bad format)."""
+
+
+def too_short(what: str, frames: int, rate: int) -> AudioError:
+    return AudioError(f"{what} holds {frames / rate:.2f} s of audio; at least "
+                      f"{FRAME_SAMPLES / SAMPLE_RATE:.2f} s is needed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Input devices
+
+
+def list_input_devices() -> list[dict]:
+    """Every device with inputs: index, name, host API, channels, default rate, is_default."""
+    import sounddevice as sd
+
+    default = _default_input_index()
+    apis = sd.query_hostapis()
+    return [{"index": index, "name": info["name"], "hostapi": apis[info["hostapi"]]["name"],
+             "channels": info["max_input_channels"], "rate": info["default_samplerate"],
+             "default": index == default}
+            for index, info in enumerate(sd.query_devices()) if info["max_input_channels"] > 0]
+
+
+def _default_input_index() -> int | None:
+    import sounddevice as sd
+
+    try:
+        return int(sd.query_devices(kind="input")["index"])
+    except (sd.PortAudioError, ValueError, KeyError):
+        return None
+
+
+def resolve_input_device(spec: str | None) -> int:
+    """--device by index or by (case-insensitive) name substring; None = the default input."""
+    import sounddevice as sd
+
+    devices = sd.query_devices()
+    if spec is None:
+        index = _default_input_index()
+        if index is None:
+            raise SourceError("no default input device; pick one with --device (see --list-devices)")
+    elif spec.strip().isdigit():
+        index = int(spec)
+        if index >= len(devices):
+            raise SourceError(f"no device {index}; see --list-devices")
+    else:
+        matches = [i for i, info in enumerate(devices) if spec.lower() in info["name"].lower()]
+        if not matches:
+            raise SourceError(f"no device matches {spec!r}; see --list-devices")
+        inputs = [i for i in matches if devices[i]["max_input_channels"] > 0]
+        exact = [i for i in inputs if devices[i]["name"].lower() == spec.lower()]
+        if len(inputs) > 1 and not exact:
+            names = ", ".join(f"{i} {devices[i]['name']!r}" for i in inputs)
+            raise SourceError(f"{spec!r} matches several input devices ({names}); give its index")
+        index = (exact or inputs or matches)[0]
+    if devices[index]["max_input_channels"] < 1:
+        raise SourceError(f"device {index} ({devices[index]['name']}) has no inputs")
+    return index
+
+
+def input_settings(index: int) -> tuple[int, int]:
+    """(rate, channels) to open the device with: 16 kHz mono when it can, else its native rate
+    (mono, then all its channels); the worker resamples and downmixes."""
+    import sounddevice as sd
+
+    info = sd.query_devices(index)
+    native_rate, native_channels = int(info["default_samplerate"]), int(info["max_input_channels"])
+    reason = ""
+    for rate, channels in dict.fromkeys(((SAMPLE_RATE, 1), (native_rate, 1), (native_rate, native_channels))):
+        try:
+            sd.check_input_settings(index, channels=channels, dtype="float32", samplerate=rate)
+            return rate, channels
+        except (sd.PortAudioError, ValueError) as error:
+            reason = str(error)
+    raise SourceError(f"device {index} ({info['name']}) cannot record at {SAMPLE_RATE} Hz mono nor at "
+                      f"its native {native_rate} Hz x {native_channels}: {reason}")
+
+
+class DeviceSource:
+    """A sounddevice input stream whose callback only copies into a RingBuffer."""
+
+    def __init__(self, spec: str | None):
+        import sounddevice as sd
+
+        self.index = resolve_input_device(spec)
+        self.rate, self.channels = input_settings(self.index)
+        name = f"device {self.index} {sd.query_devices(self.index)['name']!r}"
+        self.ring = RingBuffer(int(RING_SECONDS * self.rate), self.channels)
+        try:
+            self._stream = sd.InputStream(device=self.index, samplerate=self.rate, channels=self.channels,
+                                          dtype="float32", latency="low", callback=self._callback)
+        except sd.PortAudioError as error:
+            raise SourceError(f"cannot open {name}: {error}") from None
+        self.description = f"{name} ({self._stream.latency * 1e3:.0f} ms input latency)"
+        self._started = False
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        self.ring.write(indata)
+
+    @property
+    def overruns(self) -> int:
+        return self.ring.overruns
+
+    @property
+    def finished(self) -> bool:
+        """A device ends only if PortAudio stops it (e.g. it was unplugged)."""
+        return self._started and not self._stream.active
+
+    def start(self) -> None:
+        import sounddevice as sd
+
+        try:
+            self._stream.start()
+        except sd.PortAudioError as error:
+            raise SourceError(f"cannot start {self.description}: {error}") from None
+        self._started = True
+
+    def read(self, max_frames: int) -> np.ndarray:
+        return self.ring.read(max_frames)
+
+    def close(self) -> None:
+        # abort, not stop: stop waits for pending buffers, which a stalled device never delivers.
+        self._stream.abort()
+        self._stream.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and stdin
+
+
+class SoundFileSource:
+    """A file or a pipe read through libsndfile, paced to real time unless `paced` is False."""
+
+    overruns = 0  # nothing is ever dropped: the reader pulls only what it can take
+
+    def __init__(self, sound: soundfile.SoundFile, description: str, paced: bool):
+        self._sound, self.description, self.paced = sound, description, paced
+        self.rate, self.channels = sound.samplerate, sound.channels
+        self.consumed = 0  # frames handed out
+        self.finished = False
+        self.started_at: float | None = None  # perf_counter() at start: frame f is due at + f / rate
+
+    def start(self) -> None:
+        self.started_at = time.perf_counter()
+
+    def read(self, max_frames: int) -> np.ndarray:
+        if self.paced:
+            due = int((time.perf_counter() - self.started_at) * self.rate) - self.consumed
+            max_frames = min(max_frames, due)
+        if self.finished or max_frames <= 0:
+            return np.zeros((0, self.channels), np.float32)
+        block = self._sound.read(max_frames, dtype="float32", always_2d=True)
+        self.consumed += len(block)
+        self.finished = len(block) < max_frames
+        return block
+
+    def close(self) -> None:
+        self._sound.close()
+
+
+def open_file(path, paced: bool = True) -> SoundFileSource:
+    """Anything libsndfile reads; AudioError when unreadable or shorter than one frame."""
+    try:
+        sound = soundfile.SoundFile(str(path))
+    except Exception as error:  # libsndfile reports missing, unreadable and unknown files alike
+        raise AudioError(f"cannot read audio file {path}: {error}") from None
+    if sound.frames * SAMPLE_RATE < FRAME_SAMPLES * sound.samplerate:
+        sound.close()
+        raise too_short(str(path), sound.frames, sound.samplerate)
+    return SoundFileSource(sound, f"file {path}", paced)
+
+
+def parse_stdin_format(text: str) -> tuple[str, int, int]:
+    """'s16le:RATE:CHANNELS' -> (libsndfile subtype, rate, channels)."""
+    match = STDIN_FORMAT.fullmatch(text.strip().lower())
+    if (not match or match["encoding"] not in STDIN_SUBTYPES or not 1000 <= int(match["rate"]) <= 768_000
+            or not 1 <= int(match["channels"]) <= 64):
+        raise SourceError(f"--stdin-format wants ENCODING:RATE:CHANNELS with ENCODING one of "
+                          f"{', '.join(STDIN_SUBTYPES)} (e.g. s16le:16000:1), got {text!r}")
+    return STDIN_SUBTYPES[match["encoding"]], int(match["rate"]), int(match["channels"])
+
+
+def open_stdin(text: str, paced: bool = True) -> SoundFileSource:
+    subtype, rate, channels = parse_stdin_format(text)
+    if sys.stdin is None or sys.stdin.isatty():
+        raise SourceError("--stdin-format reads raw PCM piped into stdin, but stdin is a terminal")
+    sound = soundfile.SoundFile(sys.stdin.fileno(), mode="r", format="RAW", subtype=subtype,
+                                samplerate=rate, channels=channels, endian="LITTLE", closefd=False)
+    return SoundFileSource(sound, f"stdin {text.strip().lower()}", paced)

@@ -1,0 +1,194 @@
+"""`mmgat-train synth`: labels match the audio, runs are reproducible, the manifest is sound."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from mmgat.model.audio import SAMPLE_RATE
+from mmgat.model.labels import CLASSES, ONSET_GROUPS
+from mmgat.model.train import augment, cli, compose, synth
+
+FLUID_R3 = synth.DEFAULT_SOUNDFONTS[0]
+
+
+def _fluidsynth_ready() -> bool:
+    try:
+        synth.libfluidsynth()
+    except OSError:
+        return False
+    return FLUID_R3.is_file()
+
+
+needs_fluidsynth = pytest.mark.skipif(
+    not _fluidsynth_ready(),
+    reason="needs libfluidsynth (apt fluidsynth) and FluidR3_GM.sf2 (apt fluid-soundfont-gm)")
+MANIFEST_KEYS = {"path", "duration", "second_labels", "clip_labels", "groups", "parts", "seed", "soundfonts"}
+PART_KEYS = {"class", "program", "bank", "soundfont", "start_s", "end_s", "gain_db", "augment"}
+
+
+@pytest.fixture(scope="module")
+def fluid_r3():
+    synths = {FLUID_R3: synth.FluidSynth(FLUID_R3)}
+    yield synths, [synth.SoundFont(FLUID_R3, synths[FLUID_R3].presets)]
+    synths[FLUID_R3].close()
+
+
+def _synth(out, seed, clips, workers=1, *extra):
+    return cli.main(["synth", "--out", str(out), "--clips", str(clips), "--seed", str(seed),
+                     "--soundfont", str(FLUID_R3), "--min-s", "10", "--max-s", "12",
+                     "--workers", str(workers), *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three small runs: seed 7 on one process and on two, and seed 8."""
+    out = {name: tmp_path_factory.mktemp(name) for name in ("serial", "parallel", "other")}
+    codes = {"serial": _synth(out["serial"], 7, 3), "parallel": _synth(out["parallel"], 7, 3, 2),
+             "other": _synth(out["other"], 8, 3)}
+    return out, codes
+
+
+def _records(folder):
+    return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+
+
+def _second_rms_db(audio):
+    seconds = audio[: len(audio) // SAMPLE_RATE * SAMPLE_RATE].reshape(-1, SAMPLE_RATE)
+    return 20 * np.log10(np.sqrt(np.mean(seconds.astype(np.float64) ** 2, axis=1)) + 1e-12)
+
+
+# ---- labels match the audio ---------------------------------------------------------------------
+
+@needs_fluidsynth
+@pytest.mark.parametrize("instrument", ["piano", "drums", "cymbals", "mandolin", "voice", "bass"])
+def test_energy_only_where_the_labels_say(fluid_r3, instrument):
+    synths, soundfonts = fluid_r3
+    plan = synth.plan_clip(11, soundfonts, 10, 10, classes=(instrument,))
+    part = dataclasses.replace(plan.parts[0], start_s=3, end_s=6)
+    clip = synth.render_plan(dataclasses.replace(plan, parts=(part,)), synths)
+
+    labels = clip.second_labels[:, CLASSES.index(instrument)]
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 0, 0]
+    level = _second_rms_db(clip.audio)
+    outside = np.r_[level[:3], level[7:]]  # second 6 may hold the room's reverb tail
+    assert level[3:6].min() - outside.max() > 20.0, level.round(1)
+
+
+def test_hi_hats_are_cymbals_and_not_drums():
+    song = compose.random_song(np.random.default_rng(3))
+    drum_keys = {n.pitch for n in compose.drums(song, None, 64, None)}
+    cymbal_keys = {n.pitch for n in compose.cymbals(song, None, 64, None)}
+    hats = {compose.CLOSED_HAT, compose.PEDAL_HAT, compose.OPEN_HAT}
+    every_cymbal = hats | set(compose.CRASHES) | set(compose.RIDES) | {
+        compose.RIDE_BELL, compose.SPLASH, compose.CHINA}
+    assert drum_keys and not drum_keys & every_cymbal
+    assert cymbal_keys and cymbal_keys <= every_cymbal
+
+
+def test_ukulele_strums_the_re_entrant_tuning():
+    song = compose.Song(tonic=0, minor=False, tempo_bpm=100, beats_per_bar=4,
+                        progression=((0, 4, 7),), groove_seed=0)  # C major throughout
+    notes = compose.ukulele_strum(song, np.random.default_rng(0), 4, None)
+    first_down_stroke = [n.pitch for n in sorted(notes, key=lambda n: n.start)[:4]]
+    assert first_down_stroke == [67, 60, 64, 72]  # G4 C4 E4 C5: the open-position C chord
+
+
+def test_schedule_leaves_no_second_empty():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        duration = int(rng.integers(1, 20))
+        spans = synth.schedule(rng, int(rng.integers(1, 6)), duration)
+        assert all(0 <= start < end <= duration for start, end in spans)
+        covered = np.zeros(duration, bool)
+        for start, end in spans:
+            covered[start:end] = True
+        assert covered.all()
+
+
+def test_augment_keeps_length_and_strength_zero_is_identity():
+    wave = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
+    assert np.allclose(augment.augment(wave, np.random.default_rng(1), strength=0.0), wave, atol=1e-6)
+    params = augment.draw_params(np.random.default_rng(2), drive=True, small_body=True)
+    changed = augment.apply(wave, params)
+    assert changed.shape == wave.shape and changed.dtype == np.float32
+    assert not np.allclose(changed, wave)
+    assert np.array_equal(changed, augment.apply(wave, json.loads(json.dumps(params))))
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+@needs_fluidsynth
+def test_same_seed_same_bytes_other_seed_other_clips(runs):
+    out, codes = runs
+    assert codes == {"serial": 0, "parallel": 0, "other": 0}
+    serial, parallel, other = (out[k] for k in ("serial", "parallel", "other"))
+    assert (serial / "manifest.jsonl").read_bytes() == (parallel / "manifest.jsonl").read_bytes()
+    for record in _records(serial):
+        assert (serial / record["path"]).read_bytes() == (parallel / record["path"]).read_bytes()
+    assert (serial / "manifest.jsonl").read_bytes() != (other / "manifest.jsonl").read_bytes()
+    first = _records(serial)[0]["path"]
+    assert (serial / first).read_bytes() != (other / first).read_bytes()
+
+
+@needs_fluidsynth
+def test_cli_end_to_end_and_manifest_schema(runs):
+    out, codes = runs
+    assert codes["serial"] == 0
+    records = _records(out["serial"])
+    assert len(records) == 3 and len(list((out["serial"] / "clips").glob("*.wav"))) == 3
+    for record in records:
+        assert set(record) == MANIFEST_KEYS
+        duration = record["duration"]
+        assert isinstance(duration, int) and 10 <= duration <= 12
+        info = soundfile.info(str(out["serial"] / record["path"]))
+        assert (info.samplerate, info.channels, info.frames) == (SAMPLE_RATE, 1, duration * SAMPLE_RATE)
+        labels = np.array([record["second_labels"][c] for c in CLASSES])  # every class present
+        assert set(record["second_labels"]) == set(CLASSES)
+        assert labels.shape == (len(CLASSES), duration) and set(np.unique(labels)) <= {0, 1}
+        assert labels.max(axis=0).min() == 1, "a second without any instrument"
+        assert record["clip_labels"] == sorted(c for c, row in zip(CLASSES, labels) if row.any())
+        assert record["groups"] == [g for g, members in ONSET_GROUPS.items()
+                                    if set(members) & set(record["clip_labels"])]
+        assert 1 <= len(record["parts"]) <= 5
+        for part in record["parts"]:
+            assert set(part) == PART_KEYS
+            assert 0 <= part["start_s"] < part["end_s"] <= duration
+            assert part["class"] in record["clip_labels"]
+        assert record["soundfonts"] == [FLUID_R3.name] or not record["soundfonts"]
+        assert isinstance(record["seed"], int)
+    distribution = json.loads((out["serial"] / "label_distribution.json").read_text())
+    assert distribution["clips"] == 3
+    assert distribution["classes"]["drums"]["clips"] == sum("drums" in r["clip_labels"] for r in records)
+
+
+@needs_fluidsynth
+def test_bad_soundfont_is_one_line_error(tmp_path, capsys):
+    missing = tmp_path / "missing.sf2"
+    not_a_soundfont = tmp_path / "text.sf2"
+    not_a_soundfont.write_text("hello")
+    for path in (missing, not_a_soundfont):
+        code = cli.main(["synth", "--out", str(tmp_path / "out"), "--clips", "1", "--seed", "0",
+                         "--soundfont", str(path)])
+        error = capsys.readouterr().err.strip()
+        assert code == 1
+        assert error.count("\n") == 0 and error.startswith("mmgat-train: error:") and str(path) in error
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+@pytest.mark.skipif(not synth.espeak_available(), reason="needs espeak-ng (apt espeak-ng)")
+def test_espeak_singing_follows_the_melody():
+    song = compose.Song(tonic=0, minor=False, tempo_bpm=120, beats_per_bar=4,
+                        progression=((0, 4, 7),), groove_seed=0)
+    voice = {"voice": "f3", "speed": 80, "pitch": 50, "vibrato_cents": 0.0, "vibrato_hz": 5.0,
+             "syllables": ["laa"]}
+    low, high = synth._espeak_register(voice)
+    for pitch in (low, high):
+        sung = synth.sing([compose.Note(0, 2, pitch, 100)], song, voice, SAMPLE_RATE,
+                          np.random.default_rng(0))
+        measured = synth._pitch_hz(sung[2000:14000].astype(np.float32))
+        assert abs(12 * np.log2(measured / synth.midi_hz(pitch))) < 0.3  # semitones

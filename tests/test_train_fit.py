@@ -1,0 +1,117 @@
+"""The trainer: overfitting, resume, checkpoint format, eval and ablate CLIs (no audio)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_train_data import TEST_FINGERPRINT, one_thread, write_synthetic_set  # noqa: F401
+
+from mmgat.model.labels import CLASSES, GROUPS, NUM_CLASSES
+from mmgat.model.train.cli import main
+from mmgat.model.train.evaluate import evaluate
+from mmgat.model.train.fit import fit, load_checkpoint
+
+CHECKPOINT_KEYS = {"config", "state_dict", "thresholds", "group_thresholds", "text_encoder",
+                   "text_embeddings", "frontend", "training", "metrics", "window", "hop"}
+
+
+def random_text(dim=384):
+    return np.random.default_rng(7).standard_normal((NUM_CLASSES, dim)).astype(np.float32), "random"
+
+
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory):
+    return write_synthetic_set(tmp_path_factory.mktemp("synth") / "set", noise=0.3)
+
+
+def test_overfits_32_clips(synthetic_set, tmp_path):
+    summary = fit(synthetic_set, tmp_path / "ckpt", text=random_text(), epochs=40, batch_size=8,
+                  patience=40, device="cpu", progress=False)
+    assert summary["training"]["splits"]["train"] == 32
+    report = evaluate(tmp_path / "ckpt", synthetic_set, "train", "cpu")
+    assert report["f1_micro"] > 0.95, summary["history"]
+    assert json.loads((tmp_path / "ckpt" / "metrics.json").read_text())["best_epoch"] >= 1
+
+
+def test_checkpoint_format(synthetic_set, tmp_path):
+    fit(synthetic_set, tmp_path, text=random_text(), epochs=1, device="cpu", progress=False,
+        window=7, single_scale=True, similarity="l1")
+    model, checkpoint = load_checkpoint(tmp_path)
+    assert CHECKPOINT_KEYS <= set(checkpoint)
+    assert not model.training and model.config.scales == (1,) and model.config.similarity == "l1"
+    assert len(checkpoint["thresholds"]) == len(CLASSES)
+    assert len(checkpoint["group_thresholds"]) == len(GROUPS)
+    assert checkpoint["classes"] == list(CLASSES)
+    assert checkpoint["text_encoder"] == "random"
+    assert tuple(checkpoint["text_embeddings"].shape) == (NUM_CLASSES, 384)
+    assert checkpoint["frontend"]["fingerprint"] == TEST_FINGERPRINT
+    assert checkpoint["window"] == 7 and checkpoint["hop"] == 1.0
+    assert checkpoint["training"]["clips"] == 52 and checkpoint["training"]["soundfonts"] == ["test.sf2"]
+    assert {"f1_micro", "f1_macro", "map"} <= set(checkpoint["metrics"])
+    torch.load(tmp_path / "model.pt", weights_only=True)  # plain tensors and containers only
+
+
+def test_resume_continues_identically(synthetic_set, tmp_path):
+    options = dict(text=random_text(), batch_size=16, device="cpu", progress=False, seed=3)
+    straight = fit(synthetic_set, tmp_path / "straight", epochs=3, **options)
+    fit(synthetic_set, tmp_path / "resumed", epochs=1, **options)
+    resumed = fit(synthetic_set, tmp_path / "resumed", epochs=3, resume=True, **options)
+    assert resumed["history"] == straight["history"]
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")[1]
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")[1]
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert b["state"]["epoch"] == 3
+
+
+def test_cli_fit_eval_and_errors(synthetic_set, tmp_path, capsys):
+    assert main(["fit", "--data", str(synthetic_set), "--out", str(tmp_path / "ckpt"), "--epochs",
+                 "2", "--no-label-embeddings", "--no-auxiliary", "--no-center", "--device", "cpu",
+                 "--no-progress"]) == 0
+    _, checkpoint = load_checkpoint(tmp_path / "ckpt")
+    assert checkpoint["text_encoder"] is None and checkpoint["text_embeddings"] is None
+    assert not checkpoint["config"]["auxiliary"]
+    capsys.readouterr()
+    assert main(["eval", "--model", str(tmp_path / "ckpt"), "--data", str(synthetic_set),
+                 "--json", "--out", str(tmp_path / "report"), "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "test" and report["clips"] == 8
+    assert {"f1_micro", "f1_macro", "map"} <= set(report) and set(report["per_class"]) == set(CLASSES)
+    for name in ("eval.md", "eval.json", "per_class_f1.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    assert main(["fit", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_ablate_writes_the_table(synthetic_set, tmp_path):
+    from mmgat.model.train.ablate import ablate
+
+    summary = ablate(synthetic_set, tmp_path, epochs=1, only=["MMGAT_graph", "MMGAT-EMD",
+                     "baseline: pooled embeddings + MLP"], device="cpu", progress=False)
+    assert set(summary["results"]) == {"MMGAT_graph", "MMGAT-EMD", "baseline: pooled embeddings + MLP"}
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| MMGAT_graph |" in table and "0.620" in table  # the paper's number beside ours
+    assert json.loads((tmp_path / "ablation.json").read_text())["results"]["MMGAT-EMD"]["paper"] == [0.62, 0.61]
+    with pytest.raises(ValueError, match="unknown variants"):
+        ablate(synthetic_set, tmp_path, only=["nope"])
+
+
+def test_eval_of_the_exported_artifact_matches_the_checkpoint(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mmgat.export.onnx import export_checkpoint
+    from mmgat.model.frontend import Frontend, save_frontend, seeded_init
+
+    frontend_file = tmp_path / "frontend.pt"  # recorded only: the cache answers for it
+    save_frontend(seeded_init(Frontend(), 0), frontend_file)
+    data = write_synthetic_set(tmp_path / "set", {"train": 8, "val": 4, "test": 6},
+                               frontend_file=frontend_file)
+    fit(data, tmp_path / "ckpt", text=random_text(), epochs=2, device="cpu", progress=False)
+    artifact = export_checkpoint(tmp_path / "ckpt", tmp_path / "artifact" / "model.onnx")
+    from_checkpoint = evaluate(tmp_path / "ckpt", data, "all", "cpu")
+    from_artifact = evaluate(artifact, data, "all", "cpu")
+    assert from_artifact["f1_micro"] == pytest.approx(from_checkpoint["f1_micro"], abs=1e-6)
+    assert from_artifact["map"] == pytest.approx(from_checkpoint["map"], abs=1e-3)
+    assert from_artifact["clips"] == 18

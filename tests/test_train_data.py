@@ -247,3 +247,35 @@ def test_evaluation_windows_cover_the_clip():
         starts = data_module.window_starts(length, 4)
         covered = set().union(*(range(s, min(s + 4, length)) for s in starts))
         assert covered == set(range(length)) and starts[-1] + min(4, length) == length
+
+
+def test_a_subset_sharing_the_cache_embeds_nothing_and_new_clips_are_added(tmp_path, monkeypatch):
+    directory = write_synthetic_set(tmp_path / "set", {"train": 4, "val": 2, "test": 2})
+    full = load_data(directory)
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    lines = (directory / MANIFEST).read_text().splitlines()
+    (subset / MANIFEST).write_text("\n".join(lines[2:5]) + "\n")
+    (subset / ".mmgat-cache").symlink_to(directory / ".mmgat-cache")
+
+    def no_extraction(directory, paths, extractor):
+        assert not paths, f"re-embedded {paths}"
+        return []
+
+    monkeypatch.setattr(data_module, "extract_instances", no_extraction)
+    part = load_data(subset)
+    for key, features in zip(part.keys, part.features):
+        np.testing.assert_array_equal(features, full.features[full.keys.index(key)])
+
+    extra = json.loads(lines[0])
+    extra["path"] = "new.wav"
+    with open(subset / MANIFEST, "a") as manifest:
+        manifest.write(json.dumps(extra) + "\n")
+    new_instances = np.ones((extra["duration"], 128), np.float32)
+    monkeypatch.setattr(data_module, "extract_instances",
+                        lambda directory, paths, extractor: [new_instances for _ in paths])
+    monkeypatch.setattr(data_module, "make_extractor",
+                        lambda kind, file, device: (None, full.frontend))
+    grown = load_data(subset)
+    np.testing.assert_array_equal(grown.features[-1], new_instances)
+    assert len(data_module.read_cache(cache_path(directory, "embedding"))[0]) == len(lines) + 1

@@ -192,13 +192,14 @@ def cached_instances(directory, paths: list[str], input_kind: str = "embedding",
                      expected_fingerprint: str | None = None) -> tuple[list[np.ndarray], dict]:
     """Per-clip instances of `paths` (relative to `directory`) and the frontend that made them.
 
-    Read from the cache; computed (and cached) when it is missing, covers other clips, or
-    `rebuild`. A cache made by another frontend than the one given (or the fingerprint
-    expected) is refused as stale. With no frontend given, the cache's own is used."""
+    Read from the cache; clips it lacks are computed and added to it (so subsets of a data set
+    that share its cache never embed a clip twice), everything is recomputed on `rebuild`. A
+    cache made by another frontend than the one given (or the fingerprint expected) is refused
+    as stale. With no frontend given, the cache's own is used."""
     if input_kind not in INPUTS:
         raise ValueError(f"input must be one of {INPUTS}, got {input_kind!r}")
     device = device or default_device()
-    path, extractor = cache_path(directory, input_kind), None
+    path, extractor, known = cache_path(directory, input_kind), None, {}
     if path.is_file() and not rebuild:
         cached_paths, instances, frontend = read_cache(path)
         wanted = expected_fingerprint
@@ -209,15 +210,20 @@ def cached_instances(directory, paths: list[str], input_kind: str = "embedding",
             raise ValueError(f"stale cache {path}: built by frontend {frontend['name']} "
                              f"({frontend['fingerprint']}), not the one asked for ({wanted}); "
                              "rebuild it (--rebuild-cache)")
-        if cached_paths == list(paths):
-            return instances, frontend
-        frontend_file = frontend_file or frontend["file"]  # other clips: same frontend, rebuild
+        known = dict(zip(cached_paths, instances))
+        if all(p in known for p in paths):
+            return [known[p] for p in paths], frontend
+        frontend_file = frontend_file or frontend["file"]  # missing clips: same frontend
     extractor, frontend = extractor or make_extractor(input_kind, frontend_file, device)
     if expected_fingerprint is not None and expected_fingerprint != frontend["fingerprint"]:
         raise ValueError(f"frontend {frontend['file']} ({frontend['fingerprint']}) is not the one "
                          f"asked for ({expected_fingerprint})")
-    write_cache(path, list(paths), extract_instances(directory, paths, extractor), frontend)
-    return read_cache(path)[1], frontend  # as stored (float16), whether fresh or cached
+    missing = [p for p in dict.fromkeys(paths) if p not in known]
+    # rounded as the cache stores them, so a fresh build and a cache read give the same instances
+    known.update((p, i.astype(np.float16).astype(np.float32))
+                 for p, i in zip(missing, extract_instances(directory, missing, extractor)))
+    write_cache(path, list(known), list(known.values()), frontend)
+    return [known[p] for p in paths], frontend
 
 
 # ---------------------------------------------------------------------------------------------

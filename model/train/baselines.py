@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import track
+from mmgat.model.train.progress import track
 from torch import nn
 
 from mmgat.model.audio import LogMel, load_audio, split_frames

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import track
+from mmgat.model.train.progress import track
 
 from mmgat.model.audio import LogMel, load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, DEFAULT_FRONTEND, default_device, load_frontend,

@@ -45,6 +45,7 @@ from mmgat.model.train.data import (INPUTS, ClipSet, load_data, masked_group_tar
 from mmgat.model.train.losses import LossSwitches, MMGATLoss
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 from mmgat.model.train.text import label_embeddings
+from mmgat.model.train.progress import progress_bar
 
 MODEL_FILE = "model.pt"
 LAST_FILE = "last.pt"
@@ -205,7 +206,7 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
         }
 
     columns = (*Progress.get_default_columns(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, disable=not options.progress) as progress:
+    with progress_bar(*columns, disable=not options.progress) as progress:
         epochs = progress.add_task("epochs", total=options.epochs, completed=state["epoch"],
                                    status="")
         while state["epoch"] < options.epochs and state["bad_epochs"] < options.patience:

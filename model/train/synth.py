@@ -61,6 +61,7 @@ import soundfile
 from mmgat.model.audio import SAMPLE_RATE, to_mono_16k
 from mmgat.model.labels import CLASSES, GROUPS, group_targets, multi_hot
 from mmgat.model.train import augment, compose
+from mmgat.model.train.progress import progress_bar
 
 RENDER_RATE = 48_000  # FluidSynth aliases badly when it renders at 16 kHz; resampled afterwards
 SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
@@ -768,13 +769,12 @@ def run(args) -> int:
 
 def _write_manifest(path: Path, results, records: list, total: int):
     """One line per finished clip, in index order, flushed as it comes (Ctrl-C safe)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     started = time.monotonic()
     columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.2f} clips/s"), TimeRemainingColumn())
-    with open(path, "w") as manifest, Progress(*columns, console=Console(stderr=True)) as progress:
+    with open(path, "w") as manifest, progress_bar(*columns) as progress:
         task = progress.add_task("synth", total=total, rate=0.0)
         for record in results:
             manifest.write(json.dumps(record) + "\n")

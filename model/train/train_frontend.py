@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from mmgat.model.audio import load_audio, split_frames
@@ -29,6 +28,7 @@ from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_targets
 from mmgat.model.train.augment import augment
 from mmgat.model.train.data import read_manifest, second_targets_of, synth_split
 from mmgat.model.train.metrics import f1_scores
+from mmgat.model.train.progress import progress_bar
 
 FEATURE_BATCH = 64
 
@@ -36,7 +36,7 @@ FEATURE_BATCH = 64
 def load_frames(directory, entries) -> tuple[np.ndarray, np.ndarray]:
     """All whole seconds of the clips -> frames (n, FRAME_SAMPLES) and targets (n, C + G)."""
     frames, targets = [], []
-    with Progress(transient=True) as progress:
+    with progress_bar(transient=True) as progress:
         for entry in progress.track(entries, description="reading audio"):
             clip = split_frames(load_audio(Path(directory) / entry["path"]))
             labels = second_targets_of(entry)[: len(clip)]
@@ -62,7 +62,7 @@ def initial_frontend(init, seed: int) -> Frontend:
 def pooled_features(frontend: Frontend, frames: np.ndarray, device) -> torch.Tensor:
     """The trunk's pooled block statistics (n, 1920) for fitting the head alone."""
     net, outputs = frontend.net, []
-    with torch.no_grad(), Progress(transient=True) as progress:
+    with torch.no_grad(), progress_bar(transient=True) as progress:
         for start in progress.track(range(0, len(frames), FEATURE_BATCH),
                                     description="trunk features"):
             batch = torch.from_numpy(frames[start:start + FEATURE_BATCH]).to(device)
@@ -84,7 +84,7 @@ def fit_head(frontend, probe, features, targets, val_features, val_targets, epoc
     targets_t = torch.from_numpy(targets)
     loss_fn = nn.BCEWithLogitsLoss()
     best, best_state = -1.0, None
-    with Progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("fitting head", total=epochs)
         for _ in range(epochs):
             for batch in torch.randperm(len(features), generator=generator).split(256):
@@ -130,7 +130,7 @@ def fine_tune(frontend, probe, frames, targets, val_frames, val_targets, minutes
     loss_fn = nn.BCEWithLogitsLoss()
     best_state, deadline = snapshot(frontend, probe), time.monotonic() + 60 * minutes
     steps_per_check = max(1, len(frames) // (4 * FEATURE_BATCH))
-    with Progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("fine-tuning", total=60 * minutes)
         step, started = 0, time.monotonic()
         while time.monotonic() < deadline:

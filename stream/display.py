@@ -26,6 +26,7 @@ HEAT_STYLES = ("grey35", "green4", "green3", "green1", "bold bright_green")
 METER_CELLS = 20
 METER_FLOOR_DBFS = -60.0  # the level meter's left end
 TABLE_WIDTH_WITHOUT_HEAT = 60  # name + bar + numbers + padding: what is left shows seconds
+FULL_HEIGHT = 30  # rows the boxed layout needs; shorter terminals (80 x 24) get the compact one
 
 
 @dataclass
@@ -118,15 +119,8 @@ class LiveDisplay:
 
     def render(self, update: Update) -> Group:
         info = self.info
-        header = Table.grid(padding=(0, 2))
-        header.add_row(Text("source", style="bold"), Text(
-            f"{info.source}  {info.rate} Hz x {info.channels} -> 16 kHz mono"))
-        header.add_row(Text("model", style="bold"), Text(
-            f"{info.model}  ORT {info.provider}  window {info.window}  hop {info.hop:g} s"))
-        header.add_row(Text("frontend", style="bold"), Text(info.frontend))
-        header.add_row(Text("stream", style="bold"), Text(f"t {update.t:8.2f} s   ") + level_meter(update.level_dbfs)
-                       + Text(f"   overruns {update.overruns}", style="red" if update.overruns else ""))
-
+        stream = Text(f"t {update.t:8.2f} s   ") + level_meter(update.level_dbfs) \
+            + Text(f"   overruns {update.overruns}", style="red" if update.overruns else "")
         heat_cells = max(0, min(info.window, self.console.width - TABLE_WIDTH_WITHOUT_HEAT))
         table = Table(box=None, padding=(0, 1), show_edge=False)
         table.add_column("instrument")
@@ -143,6 +137,22 @@ class LiveDisplay:
         groups = Text("onset groups ", style="bold")
         for name, p in zip(info.groups, update.group_probs):
             groups.append(f" {name} {float(p):.2f}")
+        if self.console.height < FULL_HEIGHT:  # no box, no column titles: 24 rows in all
+            table.show_header = False
+            facts = Text(f"mmgat-live  ORT {info.provider}  window {info.window}  hop {info.hop:g} s | "
+                         f"frontend {info.frontend} | {info.source} {info.rate} Hz x {info.channels} | "
+                         f"model {info.model}")  # most useful first: the end may be cut
+            latency = latency_text(self.stats)
+            for line in (facts, latency):
+                line.no_wrap, line.overflow = True, "ellipsis"
+            return Group(facts, stream, table, groups, latency)
+        header = Table.grid(padding=(0, 2))
+        header.add_row(Text("source", style="bold"), Text(
+            f"{info.source}  {info.rate} Hz x {info.channels} -> 16 kHz mono"))
+        header.add_row(Text("model", style="bold"), Text(
+            f"{info.model}  ORT {info.provider}  window {info.window}  hop {info.hop:g} s"))
+        header.add_row(Text("frontend", style="bold"), Text(info.frontend))
+        header.add_row(Text("stream", style="bold"), stream)
         return Group(Panel(header, title="mmgat-live", title_align="left"), table, groups, latency_text(self.stats))
 
 

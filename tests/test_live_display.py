@@ -51,3 +51,34 @@ def test_dashboard_shows_instruments_bars_and_latency(tmux, tmp_path, tiny_model
     assert "overruns 0" in screen and "CPUExecutionProvider" in screen
     assert "dBFS" in screen
     assert "p95" in screen  # the --latency-report table after the run
+
+
+@pytest.mark.parametrize("width, height", [(80, 24), (120, 50)])
+def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
+    import io
+
+    import numpy as np
+    from rich.console import Console
+
+    from mmgat.model.labels import GROUPS
+    from mmgat.stream.display import LiveDisplay, RunInfo
+    from mmgat.stream.latency import LatencyStats
+    from mmgat.stream.pipeline import StreamState, Update
+
+    stats = LatencyStats()
+    for stage in ("read", "frontend", "graph", "mmgat", "compute", "output"):
+        stats.add(stage, 12.5)
+    info = RunInfo(source="file /a/rather/long/path/to/some/recording.flac", rate=44100, channels=2,
+                   model="/opt/models/mmgat.onnx", provider="CPUExecutionProvider", frontend="vggish-trunk",
+                   window=10, hop=1.0, classes=CLASSES, groups=GROUPS, thresholds=np.full(len(CLASSES), 0.5))
+    update = Update(stream=StreamState(10, 16000), t=12.0, probs=np.linspace(0, 1, len(CLASSES)),
+                    group_probs=np.array([0.2, 0.9, 0.1]), node_probs=np.random.default_rng(0).random((10, 20)),
+                    level_dbfs=-20.0, overruns=0, latency_ms={})
+    out = io.StringIO()
+    console = Console(file=out, width=width, height=height, force_terminal=True, color_system=None)
+    console.print(LiveDisplay(console, info, stats).render(update))
+    screen = out.getvalue().rstrip("\n").split("\n")
+    assert len(screen) <= height
+    text = "\n".join(screen)
+    assert all(name in text for name in CLASSES)
+    assert "frontend 12.5/12.5" in text and "CPUExecutionProvider" in text and "overruns 0" in text

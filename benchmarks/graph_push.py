@@ -19,18 +19,20 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # before numpy loads BLAS
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from mmgat.model.audio import EMBED_DIM  # noqa: E402
 from mmgat.model.graph import InstanceGraph  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 
 WINDOWS = (10, 30, 60)
 NEIGHBOURS = 2
@@ -78,20 +80,6 @@ def time_window(window: int, stream: np.ndarray, warmup: int) -> dict[str, list[
     return times
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "blas_threads": os.environ["OPENBLAS_NUM_THREADS"],
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,7 +114,7 @@ def main() -> None:
                       f"{r['rebuild_p99_us']:.1f}", f"{r['speedup']:.1f}x")
     console = Console()
     console.print(table)
-    info = machine()
+    info = {**machine(), "blas_threads": os.environ["OPENBLAS_NUM_THREADS"]}
     console.print(f"{info['cpu']}, {info['cores']} cores, {info['platform']}")
     if args.json:
         with open(args.json, "w") as out:

@@ -124,7 +124,7 @@ class Frontend(nn.Module):
         net.load_state_dict({k: v.float().cpu() for k, v in self.net.state_dict().items()})
         with torch.inference_mode():
             out = net.eval()(LogMel().examples(torch.from_numpy(probe_frames())))
-        return hashlib.sha256(np.round(out.numpy(), 3).astype(np.float32).tobytes()).hexdigest()[:16]
+        return probe_fingerprint(out.numpy())
 
 
 def probe_frames() -> np.ndarray:
@@ -133,6 +133,11 @@ def probe_frames() -> np.ndarray:
     chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 1760.0))
     noise = np.random.Generator(np.random.PCG64(2025)).random(t.size) - 0.5
     return (chord + 0.1 * noise).astype(np.float32).reshape(2, FRAME_SAMPLES)
+
+
+def probe_fingerprint(output: np.ndarray) -> str:
+    """sha256 (16 hex) of an extractor's output on `probe_frames()`, rounded to 3 decimals."""
+    return hashlib.sha256(np.round(output, 3).astype(np.float32).tobytes()).hexdigest()[:16]
 
 
 def seeded_init(module: nn.Module, seed: int = 0) -> nn.Module:

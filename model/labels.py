@@ -31,10 +31,11 @@ def multi_hot(names) -> np.ndarray:
     return target
 
 
-def group_targets(class_targets: np.ndarray) -> np.ndarray:
-    """(..., NUM_CLASSES) multi-hot -> (..., NUM_GROUPS) multi-hot over the onset groups present."""
-    class_targets = np.asarray(class_targets)
-    groups = np.zeros(class_targets.shape[:-1] + (NUM_GROUPS,), dtype=np.float32)
+def group_max(per_class: np.ndarray) -> np.ndarray:
+    """(..., NUM_CLASSES) -> (..., NUM_GROUPS) float32: each onset group's max over its classes.
+    Multi-hot class targets give the group targets; class probabilities, a group probability."""
+    per_class = np.asarray(per_class)
+    groups = np.zeros(per_class.shape[:-1] + (NUM_GROUPS,), dtype=np.float32)
     for g in range(NUM_GROUPS):
-        groups[..., g] = class_targets[..., GROUP_OF_CLASS == g].max(axis=-1)
+        groups[..., g] = per_class[..., GROUP_OF_CLASS == g].max(axis=-1)
     return groups

@@ -4,6 +4,7 @@ import hashlib
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ def trunk():
     return seeded_init(Frontend(TRUNK), seed=7).eval()
 
 
-def write_release_file(directory, stem, obj) -> "Path":
+def write_release_file(directory, stem, obj) -> Path:
     """Save like torch hub's release files: the sha256 prefix goes into the file name."""
     temporary = directory / f"{stem}.tmp"
     torch.save(obj, temporary)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmgat.model.labels import CLASSES, NUM_CLASSES, group_targets, GROUPS
+from mmgat.model.labels import CLASSES, NUM_CLASSES, group_max, GROUPS
 from mmgat.model.train import data as data_module
 from mmgat.model.train.data import (MANIFEST, cache_path, load_data, synth_split, write_cache)
 
@@ -203,7 +203,7 @@ def test_masked_group_targets():
     targets[2, CLASSES.index("piano")] = 1.0
     mask[2, CLASSES.index("drums")] = False  # "hard" present anyway
     groups, group_mask = data_module.masked_group_targets(targets, mask)
-    np.testing.assert_array_equal(groups, group_targets(targets * mask))
+    np.testing.assert_array_equal(groups, group_max(targets * mask))
     hard = GROUPS.index("hard")
     assert not group_mask[1, hard] and group_mask[2, hard] and group_mask[0].all()
 

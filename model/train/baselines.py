@@ -21,7 +21,8 @@ from torch import nn
 
 from mmgat.model.audio import LogMel, load_audio, split_frames
 from mmgat.model.labels import NUM_CLASSES
-from mmgat.model.train.data import ClipSet, group_probabilities, masked_group_targets
+from mmgat.model.labels import group_max
+from mmgat.model.train.data import ClipSet, masked_group_targets
 from mmgat.model.train.evaluate import score_report
 from mmgat.model.train.losses import masked_bce
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
@@ -83,9 +84,9 @@ def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr
     model.load_state_dict(best_state)
     model.eval()
     val_groups, group_mask = masked_group_targets(val.targets, val.label_mask)
-    group_thresholds = tune_thresholds(val_groups, group_probabilities(clip_probs(val)), group_mask)
+    group_thresholds = tune_thresholds(val_groups, group_max(clip_probs(val)), group_mask)
     probs = clip_probs(test)
-    return score_report(test, probs, group_probabilities(probs), best_thresholds, group_thresholds)
+    return score_report(test, probs, group_max(probs), best_thresholds, group_thresholds)
 
 
 def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, batch_size: int = 32,

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmgat.model.train.progress import track
 
 from mmgat.model.audio import LogMel, load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, DEFAULT_FRONTEND, default_device, load_frontend,
-                                  probe_frames)
+                                  probe_fingerprint, probe_frames)
 from mmgat.model.graph import build_graph
-from mmgat.model.labels import CLASSES, GROUP_OF_CLASS, NUM_CLASSES, NUM_GROUPS, group_targets
+from mmgat.model.labels import CLASSES, NUM_CLASSES, NUM_GROUPS, group_max
+from mmgat.model.train.progress import track
 
 MANIFEST = "manifest.jsonl"
 CACHE_DIR = ".mmgat-cache"
@@ -122,8 +122,7 @@ class LogMelStats(torch.nn.Module):
         return torch.cat([mel.mean(dim=1), mel.std(dim=1)], dim=1).float().cpu().numpy()
 
     def fingerprint(self) -> str:
-        out = LogMelStats().embed(probe_frames())
-        return hashlib.sha256(np.round(out, 3).astype(np.float32).tobytes()).hexdigest()[:16]
+        return probe_fingerprint(LogMelStats().embed(probe_frames()))
 
 
 def cache_path(directory, input_kind: str) -> Path:
@@ -330,8 +329,8 @@ def crop(clips: ClipSet, i: int, window: int, rng: np.random.Generator):
 def masked_group_targets(targets: np.ndarray, label_mask: np.ndarray):
     """A group is known present when a labelled member is present, known absent when all its
     members are labelled absent, and unknown (masked) otherwise."""
-    present = group_targets(targets * label_mask)
-    has_unlabelled = group_targets(~label_mask)
+    present = group_max(targets * label_mask)
+    has_unlabelled = group_max(~label_mask)
     return present, (present > 0) | (has_unlabelled == 0)
 
 
@@ -373,11 +372,6 @@ def window_starts(length: int, window: int) -> list[int]:
     return starts if starts[-1] == length - window else starts + [length - window]
 
 
-def group_probabilities(probs: np.ndarray) -> np.ndarray:
-    """Without an auxiliary head: a group's probability is that of its most probable member."""
-    return np.stack([probs[:, GROUP_OF_CLASS == g].max(axis=1) for g in range(NUM_GROUPS)], axis=1)
-
-
 def predict_clips(score, clips: ClipSet, window: int, config, device, batch_size: int = 64):
     """Clip probabilities = max over the clip's windows of each window's probabilities.
 
@@ -404,5 +398,5 @@ def torch_scorer(model):
         probs = torch.sigmoid(out["logits"]).float().cpu().numpy()
         if "group_logits" in out:
             return probs, torch.sigmoid(out["group_logits"]).float().cpu().numpy()
-        return probs, group_probabilities(probs)
+        return probs, group_max(probs)  # no auxiliary head: its most probable member
     return score

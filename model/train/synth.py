@@ -59,7 +59,7 @@ import numpy as np
 import soundfile
 
 from mmgat.model.audio import SAMPLE_RATE, to_mono_16k
-from mmgat.model.labels import CLASSES, GROUPS, group_targets, multi_hot
+from mmgat.model.labels import CLASSES, GROUPS, group_max, multi_hot
 from mmgat.model.train import augment, compose
 from mmgat.model.train.progress import progress_bar
 
@@ -589,7 +589,7 @@ def render_clip(seed: int, soundfonts: list[SoundFont], synths: dict[Path, Fluid
 def manifest_record(clip: RenderedClip, path: str) -> dict:
     labels = clip.second_labels
     present = labels.max(axis=0)
-    groups = group_targets(present)
+    groups = group_max(present)
     parts = [{"class": p.instrument, "program": p.patch[1] if p.patch else None,
               "bank": p.patch[0] if p.patch else None,
               "soundfont": p.soundfont.name if p.soundfont else f"{ESPEAK}/en+{p.voice['voice']}",

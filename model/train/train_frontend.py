@@ -24,7 +24,7 @@ from torch import nn
 from mmgat.model.audio import load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, default_device,
                                   load_audioset, load_frontend, save_frontend, seeded_init)
-from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_targets
+from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.train.augment import augment
 from mmgat.model.train.data import read_manifest, second_targets_of, synth_split
 from mmgat.model.train.metrics import f1_scores
@@ -41,7 +41,7 @@ def load_frames(directory, entries) -> tuple[np.ndarray, np.ndarray]:
             clip = split_frames(load_audio(Path(directory) / entry["path"]))
             labels = second_targets_of(entry)[: len(clip)]
             frames.append(clip[: len(labels)])
-            targets.append(np.concatenate([labels, group_targets(labels)], axis=1))
+            targets.append(np.concatenate([labels, group_max(labels)], axis=1))
     return np.concatenate(frames), np.concatenate(targets).astype(np.float32)
 
 

@@ -219,13 +219,13 @@ def load_audioset(vggish_path, pca_path, device=None) -> Frontend:
 def save_frontend(frontend: Frontend, path, meta: dict | None = None) -> str:
     """Write fp16 weights + name + fingerprint, and `path.sha256` beside; returns the fingerprint."""
     path = Path(path)
-    fingerprint = frontend.fingerprint()
+    state = {k: v.detach().cpu().half() for k, v in frontend.net.state_dict().items()}
+    stored = Frontend(frontend.name)  # the fingerprint is that of the fp16 weights as loaded
+    stored.net.load_state_dict({k: v.float() for k, v in state.items()})
+    fingerprint = stored.fingerprint()
     buffer = io.BytesIO()
-    torch.save({
-        "format": FRONTEND_FORMAT, "name": frontend.name, "fingerprint": fingerprint,
-        "meta": dict(meta or {}),
-        "state_dict": {k: v.detach().cpu().half() for k, v in frontend.net.state_dict().items()},
-    }, buffer)
+    torch.save({"format": FRONTEND_FORMAT, "name": frontend.name, "fingerprint": fingerprint,
+                "meta": dict(meta or {}), "state_dict": state}, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue())
     Path(f"{path}.sha256").write_text(f"{hashlib.sha256(buffer.getvalue()).hexdigest()}  {path.name}\n")

@@ -43,6 +43,7 @@ def test_round_trip_keeps_outputs_and_fingerprint(trunk, tmp_path):
     fingerprint = save_frontend(trunk, path)
     loaded = load_frontend(path)
     assert loaded.name == TRUNK and loaded.recorded_fingerprint == fingerprint
+    assert loaded.fingerprint() == fingerprint  # recorded for the weights as stored (fp16)
     expected = trunk.embed(probe_frames())
     np.testing.assert_allclose(loaded.embed(probe_frames()), expected, atol=0.05)  # fp16 storage
     assert 8e6 < path.stat().st_size < 12e6

@@ -167,6 +167,24 @@ def test_cli_end_to_end_and_manifest_schema(runs):
 
 
 @needs_fluidsynth
+def test_a_rerun_resumes_the_same_run_and_refuses_another(runs, tmp_path, capsys):
+    serial = runs[0]["serial"]
+    assert _synth(tmp_path, 7, 2) == 0
+    first = (tmp_path / "clips" / "000000.wav").stat().st_mtime_ns
+    with open(tmp_path / "manifest.jsonl", "a") as manifest:
+        manifest.write('{"path": "clips/0000')  # a line cut short by a crash
+    assert _synth(tmp_path, 7, 3) == 0  # renders clip 2 only
+    assert (tmp_path / "clips" / "000000.wav").stat().st_mtime_ns == first
+    assert (tmp_path / "manifest.jsonl").read_bytes() == (serial / "manifest.jsonl").read_bytes()
+    assert (tmp_path / "clips/000002.wav").read_bytes() == (serial / "clips/000002.wav").read_bytes()
+    assert json.loads((tmp_path / "label_distribution.json").read_text())["clips"] == 3
+    capsys.readouterr()
+    assert _synth(tmp_path, 8, 3) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "another synth run" in error
+
+
+@needs_fluidsynth
 def test_bad_soundfont_is_one_line_error(tmp_path, capsys):
     missing = tmp_path / "missing.sf2"
     not_a_soundfont = tmp_path / "text.sf2"

@@ -76,6 +76,7 @@ AUDIBLE_DB = -30.0  # a scheduled second quieter than this (re the part's RMS) i
 FADE_IN_S, FADE_OUT_S = 0.005, 0.02
 MAX_PLAN_ATTEMPTS = 10
 PARTIAL_SUFFIX = ".partial.wav"  # a clip being written; renamed when complete
+SETTINGS_FILE = "synth.json"  # what a run was asked for, so that a rerun resumes only the same run
 PARTS_PER_CLIP = (1, 2, 3, 4, 5)
 PARTS_PER_CLIP_WEIGHTS = (0.1, 0.25, 0.3, 0.2, 0.15)
 KIT_PARTNERS = {"drums": "cymbals", "cymbals": "drums"}
@@ -643,11 +644,15 @@ def _render_task(task: tuple[int, int]) -> dict:
     config = _worker["config"]
     clip = render_clip(seed, _worker["soundfonts"], _worker["synths"], config.min_s, config.max_s,
                        config.classes)
-    relative = f"clips/{index:06d}.wav"
+    relative = clip_path(index)
     temporary = config.out / f"clips/.{index:06d}{PARTIAL_SUFFIX}"
     soundfile.write(temporary, clip.audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     os.replace(temporary, config.out / relative)  # a clip file is whole or absent
     return manifest_record(clip, relative)
+
+
+def clip_path(index: int) -> str:
+    return f"clips/{index:06d}.wav"
 
 
 def _close_worker():
@@ -753,10 +758,13 @@ def run(args) -> int:
     out = Path(args.out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     config = RunConfig(out, soundfonts, args.min_s, args.max_s, classes)
-    tasks = [(i, clip_seed(args.seed, i)) for i in range(args.clips)]
-    records = []
+    settings = {"seed": args.seed, "soundfonts": [p.name for p in soundfonts],
+                "min_s": args.min_s, "max_s": args.max_s, "classes": list(classes)}
+    records = finished_records(out, settings, args.clips)
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    tasks = [(i, clip_seed(args.seed, i)) for i in range(len(records), args.clips)]
     try:
-        _write_manifest(out / "manifest.jsonl", _results(config, tasks, min(args.workers, args.clips)),
+        _write_manifest(out / "manifest.jsonl", _results(config, tasks, max(1, min(args.workers, len(tasks)))),
                         records, args.clips)
     finally:  # also on Ctrl-C: the distribution of the clips in the manifest
         for partial in (out / "clips").glob(f".*{PARTIAL_SUFFIX}"):  # from terminated workers
@@ -767,20 +775,46 @@ def run(args) -> int:
     return 0
 
 
+def finished_records(out: Path, settings: dict, clips: int) -> list[dict]:
+    """The first clips (at most `clips`) of an earlier run with these settings in `out`, whole
+    and in index order: a rerun (after Ctrl-C, or with a larger --clips) goes on from there."""
+    manifest = out / "manifest.jsonl"
+    if not manifest.is_file():
+        return []
+    recorded = out / SETTINGS_FILE
+    if not recorded.is_file() or json.loads(recorded.read_text()) != settings:
+        raise ValueError(f"{out} holds clips of another synth run; choose a new --out")
+    records = []
+    for index, line in enumerate(manifest.read_text().splitlines()[:clips]):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a crash
+            break
+        if record.get("path") != clip_path(index) or not (out / record["path"]).is_file():
+            break
+        records.append(record)
+    return records
+
+
 def _write_manifest(path: Path, results, records: list, total: int):
-    """One line per finished clip, in index order, flushed as it comes (Ctrl-C safe)."""
+    """One line per finished clip (after those of `records`), in index order, flushed as it
+    comes (Ctrl-C safe)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     started = time.monotonic()
     columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.2f} clips/s"), TimeRemainingColumn())
+    resumed = len(records)
     with open(path, "w") as manifest, progress_bar(*columns) as progress:
-        task = progress.add_task("synth", total=total, rate=0.0)
+        manifest.writelines(json.dumps(record) + "\n" for record in records)
+        manifest.flush()
+        task = progress.add_task("synth", total=total, completed=resumed, rate=0.0)
         for record in results:
             manifest.write(json.dumps(record) + "\n")
             manifest.flush()
             records.append(record)
-            progress.update(task, advance=1, rate=len(records) / max(time.monotonic() - started, 1e-9))
+            rate = (len(records) - resumed) / max(time.monotonic() - started, 1e-9)
+            progress.update(task, advance=1, rate=rate)
 
 
 def label_distribution(records: list[dict]) -> dict:

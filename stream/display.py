@@ -81,6 +81,12 @@ def level_meter(dbfs: float) -> Text:
         + Text(f" {dbfs:6.1f} dBFS")
 
 
+def losses(update: Update) -> str:
+    """Samples the ring dropped, and (only when it happened) the device's own input overflows."""
+    text = f"overruns {update.overruns}"
+    return text + f" (+{update.input_overflows} device overflows)" if update.input_overflows else text
+
+
 def latency_text(stats: LatencyStats) -> Text:
     report = stats.percentiles((50, 99))
     text = Text("latency ms p50/p99 ", style="bold")
@@ -120,7 +126,7 @@ class LiveDisplay:
     def render(self, update: Update) -> Group:
         info = self.info
         stream = Text(f"t {update.t:8.2f} s   ") + level_meter(update.level_dbfs) \
-            + Text(f"   overruns {update.overruns}", style="red" if update.overruns else "")
+            + Text(f"   {losses(update)}", style="red" if update.overruns or update.input_overflows else "")
         heat_cells = max(0, min(info.window, self.console.width - TABLE_WIDTH_WITHOUT_HEAT))
         table = Table(box=None, padding=(0, 1), show_edge=False)
         table.add_column("instrument")
@@ -171,7 +177,7 @@ class PlainLines:
         top = np.argsort(-update.probs)[:3]
         line = (f"t {update.t:8.2f} s | active: {', '.join(active) or '-'} | top: "
                 + " ".join(f"{classes[c]} {float(update.probs[c]):.2f}" for c in top)
-                + f" | {update.level_dbfs:6.1f} dBFS | overruns {update.overruns}"
+                + f" | {update.level_dbfs:6.1f} dBFS | {losses(update)}"
                 + f" | compute {update.latency_ms['compute']:.1f} ms")
         self.console.print(line, soft_wrap=True, highlight=False, markup=False)
 

@@ -68,6 +68,7 @@ class StreamState:
         self.filled = 0
         self.frames = 0  # frames taken so far
         self.overruns = 0  # samples the source dropped (copied from it by the caller)
+        self.input_overflows = 0  # times the device lost input before the source saw it (ditto)
         self.read_ms = 0.0  # reading + resampling time not yet charged to a frame
         self.output_ms = 0.0  # display + sink time of the previous update
 
@@ -135,6 +136,7 @@ class Update:
     node_probs: np.ndarray  # (n, C): per-second activity, oldest second first
     level_dbfs: float  # input level of the frame's newest hop
     overruns: int  # samples dropped by the source so far
+    input_overflows: int  # times the device itself lost input so far (PortAudio's flag)
     latency_ms: dict[str, float]  # per stage, for this frame; output: the previous update's
 
 
@@ -190,7 +192,8 @@ class Pipeline:
             updates.append(Update(
                 stream=state, t=state.end_seconds(index), probs=scores["probs"][b],
                 group_probs=scores["group_probs"][b], node_probs=scores["node_probs"][b, :n],
-                level_dbfs=level_dbfs(frame[-state.hop:]), overruns=state.overruns, latency_ms=latency))
+                level_dbfs=level_dbfs(frame[-state.hop:]), overruns=state.overruns,
+                input_overflows=state.input_overflows, latency_ms=latency))
         return updates
 
 

@@ -41,7 +41,7 @@ class LiveStream:
         if source.finished and not self.flushed and state.room() >= self.resampler.backlog:
             state.feed(self.resampler.flush())
             self.flushed = True
-        state.overruns = source.overruns
+        state.overruns, state.input_overflows = source.overruns, source.input_overflows
         state.read_ms += (time.perf_counter() - started) * 1e3
 
     def seconds_to_next_frame(self) -> float:

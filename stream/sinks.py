@@ -12,7 +12,8 @@ from mmgat.stream.pipeline import Update
 
 
 def record(update: Update, classes, groups, thresholds: np.ndarray) -> dict:
-    """The JSONL record: t, probs, active, seconds, latency_ms, overruns (+ groups, level_dbfs)."""
+    """The JSONL record: t, probs, active, seconds, latency_ms, overruns (+ input_overflows, groups,
+    level_dbfs)."""
     return {
         "t": round(update.t, 4),
         "probs": {name: round(float(p), 5) for name, p in zip(classes, update.probs)},
@@ -20,6 +21,7 @@ def record(update: Update, classes, groups, thresholds: np.ndarray) -> dict:
         "seconds": np.round(update.node_probs.astype(float), 5).tolist(),
         "latency_ms": {stage: round(ms, 3) for stage, ms in update.latency_ms.items()},
         "overruns": int(update.overruns),
+        "input_overflows": int(update.input_overflows),
         "groups": {name: round(float(p), 5) for name, p in zip(groups, update.group_probs)},
         "level_dbfs": round(update.level_dbfs, 2),
     }

@@ -121,8 +121,11 @@ class DeviceSource:
             raise SourceError(f"cannot open {name}: {error}") from None
         self.description = f"{name} ({self._stream.latency * 1e3:.0f} ms input latency)"
         self._started = False
+        self.input_overflows = 0  # blocks PortAudio reports lost before they reached the callback
 
     def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.input_overflows += 1
         self.ring.write(indata)
 
     @property
@@ -159,7 +162,7 @@ class DeviceSource:
 class SoundFileSource:
     """A file or a pipe read through libsndfile, paced to real time unless `paced` is False."""
 
-    overruns = 0  # nothing is ever dropped: the reader pulls only what it can take
+    overruns = input_overflows = 0  # nothing is ever dropped: the reader pulls only what it can take
 
     def __init__(self, sound: soundfile.SoundFile, description: str, paced: bool):
         self._sound, self.description, self.paced = sound, description, paced

@@ -22,7 +22,7 @@ from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.labels import CLASSES
 
 LIVE = [sys.executable, "-m", "mmgat.stream.cli"]
-RECORD_KEYS = {"t", "probs", "active", "seconds", "latency_ms", "overruns"}
+RECORD_KEYS = {"t", "probs", "active", "seconds", "latency_ms", "overruns", "input_overflows"}
 MIC_CHUNK_S = 0.02  # the virtual microphone writes this much audio at a time
 
 
@@ -58,6 +58,7 @@ def check_record(rec: dict, window: int) -> None:
     assert {"read", "frontend", "graph", "mmgat", "output"} <= set(rec["latency_ms"])
     assert all(ms >= 0 for ms in rec["latency_ms"].values())
     assert isinstance(rec["overruns"], int) and rec["overruns"] >= 0
+    assert isinstance(rec["input_overflows"], int) and rec["input_overflows"] >= 0
 
 
 def one_error_line(stderr: str) -> str:

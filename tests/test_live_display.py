@@ -73,7 +73,7 @@ def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
                    window=10, hop=1.0, classes=CLASSES, groups=GROUPS, thresholds=np.full(len(CLASSES), 0.5))
     update = Update(stream=StreamState(10, 16000), t=12.0, probs=np.linspace(0, 1, len(CLASSES)),
                     group_probs=np.array([0.2, 0.9, 0.1]), node_probs=np.random.default_rng(0).random((10, 20)),
-                    level_dbfs=-20.0, overruns=0, latency_ms={})
+                    level_dbfs=-20.0, overruns=0, input_overflows=0, latency_ms={})
     out = io.StringIO()
     console = Console(file=out, width=width, height=height, force_terminal=True, color_system=None)
     console.print(LiveDisplay(console, info, stats).render(update))
@@ -82,3 +82,12 @@ def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
     text = "\n".join(screen)
     assert all(name in text for name in CLASSES)
     assert "frontend 12.5/12.5" in text and "CPUExecutionProvider" in text and "overruns 0" in text
+
+
+def test_device_overflows_show_beside_the_overruns_only_when_they_happen():
+    from types import SimpleNamespace
+
+    from mmgat.stream.display import losses
+
+    assert losses(SimpleNamespace(overruns=5, input_overflows=0)) == "overruns 5"
+    assert losses(SimpleNamespace(overruns=5, input_overflows=2)) == "overruns 5 (+2 device overflows)"

@@ -132,6 +132,7 @@ class RingFedSource:
     much faster than real time, so the consumer cannot keep up."""
 
     rate, channels, description, finished = SAMPLE_RATE, 1, "fast producer", False
+    input_overflows = 0
 
     def __init__(self, ring_seconds: float, block: int, every_s: float):
         self.ring = RingBuffer(int(ring_seconds * SAMPLE_RATE), 1)
@@ -192,3 +193,17 @@ def test_a_slow_consumer_counts_overruns_with_flat_memory(runtime):
     assert updates[-1] > 0 and updates == sorted(updates)  # counted, a running total
     assert source.written == source.handed + source.ring.available() + source.ring.overruns  # nothing else lost
     assert max(memory[10:]) - memory[10] < 256 * 1024  # flat once warm: bounded buffers only
+
+
+def test_device_overflows_reported_by_portaudio_are_counted():
+    import sounddevice as sd
+
+    from mmgat.stream.sources import DeviceSource
+
+    source = object.__new__(DeviceSource)  # the callback alone: no device needed
+    source.ring, source.input_overflows = RingBuffer(SAMPLE_RATE, 1), 0
+    block, fine, overflowed = np.zeros((160, 1), np.float32), sd.CallbackFlags(), sd.CallbackFlags()
+    overflowed.input_overflow = True
+    for status in (fine, overflowed, fine, overflowed):
+        source._callback(block, len(block), None, status)
+    assert source.input_overflows == 2 and source.ring.available() == 4 * len(block)

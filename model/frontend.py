@@ -58,10 +58,13 @@ class VGGishTrunk(nn.Module):
                 outputs.append(x)
         return outputs
 
+    def pooled(self, examples: torch.Tensor) -> torch.Tensor:
+        """(B, POOLED_DIM): mean and max over time and frequency of every block's channels."""
+        return torch.cat([torch.cat([b.mean(dim=(2, 3)), b.amax(dim=(2, 3))], dim=1)
+                          for b in self.block_outputs(examples)], dim=1)
+
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
-        pooled = [torch.cat([b.mean(dim=(2, 3)), b.amax(dim=(2, 3))], dim=1)
-                  for b in self.block_outputs(examples)]
-        return self.head(torch.cat(pooled, dim=1))
+        return self.head(self.pooled(examples))
 
 
 class PCAQuantize(nn.Module):
@@ -104,10 +107,13 @@ class Frontend(nn.Module):
         self.log_mel = LogMel()
         self.net = NETWORKS[name]()
 
+    def examples(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, FRAME_SAMPLES) -> the network's (B, 1, 96, 64) log-mel input, channels last:
+        its convolutions run ~1.7x faster on CPU (oneDNN), same values to ~1e-5."""
+        return self.log_mel.examples(frames).contiguous(memory_format=torch.channels_last)
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        # channels-last convolutions run ~1.7x faster on CPU (oneDNN); same values to ~1e-5
-        examples = self.log_mel.examples(frames).contiguous(memory_format=torch.channels_last)
-        return self.net(examples)
+        return self.net(self.examples(frames))
 
     @property
     def device(self) -> torch.device:

@@ -5,11 +5,17 @@ that second plus their onset groups. A linear probe (128 -> 23) on the frontend'
 makes the 128-d instances linearly separable by class, which is what MMGAT's cosine graph and
 attention want. Two phases, both seeded:
 
-1. head: the trunk keeps its seeded random weights (or AudioSet's, with --init); its pooled
-   block statistics are computed once per frame and the head + probe are fitted on them
-   (cheap, many epochs).
-2. fine-tune: the whole network trains end to end on timbre-augmented frames for a time
-   budget (--minutes); the validation F1 decides which weights are kept.
+1. head: the trunk keeps its seeded random weights (or AudioSet's, with --init), rounded to
+   the fp16 the frontend file stores; its pooled block statistics are computed once per frame
+   of every clip (streamed clip by clip, the one expensive pass) and the head + probe are
+   fitted on the train split's (cheap, many epochs).
+2. fine-tune (optional): the whole network trains end to end on timbre-augmented frames of
+   at most FINE_TUNE_CLIPS clips for a time budget (--minutes); the validation F1 decides
+   which weights are kept.
+
+Then the data set's embedding cache is written for the new frontend: while the trunk is the
+one the statistics came from, the saved head applied to them, so `mmgat-train fit` never runs
+the trunk over the data again.
 """
 
 from __future__ import annotations
@@ -26,11 +32,19 @@ from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, defa
                                   load_audioset, load_frontend, save_frontend, seeded_init)
 from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.train.augment import augment
-from mmgat.model.train.data import read_manifest, second_targets_of, synth_split
+from mmgat.model.train.data import (cache_path, cached_instances, extract_instances,
+                                    read_manifest, second_targets_of, synth_split, write_cache)
 from mmgat.model.train.metrics import f1_scores
 from mmgat.model.train.progress import progress_bar
 
 FEATURE_BATCH = 64
+FINE_TUNE_CLIPS = 1500  # train clips whose audio the fine-tune holds in memory (64 KB a second)
+
+
+def frame_targets(entry: dict, seconds: int) -> np.ndarray:
+    """(seconds, C + G) float32: the classes playing in each second, then their onset groups."""
+    labels = second_targets_of(entry)[:seconds]
+    return np.concatenate([labels, group_max(labels)], axis=1).astype(np.float32)
 
 
 def load_frames(directory, entries) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +53,10 @@ def load_frames(directory, entries) -> tuple[np.ndarray, np.ndarray]:
     with progress_bar(transient=True) as progress:
         for entry in progress.track(entries, description="reading audio"):
             clip = split_frames(load_audio(Path(directory) / entry["path"]))
-            labels = second_targets_of(entry)[: len(clip)]
+            labels = frame_targets(entry, len(clip))
             frames.append(clip[: len(labels)])
-            targets.append(np.concatenate([labels, group_max(labels)], axis=1))
-    return np.concatenate(frames), np.concatenate(targets).astype(np.float32)
+            targets.append(labels)
+    return np.concatenate(frames), np.concatenate(targets)
 
 
 def initial_frontend(init, seed: int) -> Frontend:
@@ -59,21 +73,35 @@ def initial_frontend(init, seed: int) -> Frontend:
     return frontend
 
 
-def pooled_features(frontend: Frontend, frames: np.ndarray, device) -> torch.Tensor:
-    """The trunk's pooled block statistics (n, 1920) for fitting the head alone."""
-    net, outputs = frontend.net, []
-    with torch.no_grad(), progress_bar(transient=True) as progress:
-        for start in progress.track(range(0, len(frames), FEATURE_BATCH),
-                                    description="trunk features"):
-            batch = torch.from_numpy(frames[start:start + FEATURE_BATCH]).to(device)
-            blocks = net.block_outputs(frontend.log_mel.examples(batch))
-            outputs.append(torch.cat([torch.cat([b.mean(dim=(2, 3)), b.amax(dim=(2, 3))], 1)
-                                      for b in blocks], 1).cpu())
-    return torch.cat(outputs)
+def stored_precision(frontend: Frontend) -> Frontend:
+    """Round the weights to the fp16 the frontend file stores, so that statistics computed now
+    are those of the frontend as it will be loaded."""
+    frontend.net.load_state_dict({k: v.half().float() for k, v in frontend.net.state_dict().items()})
+    return frontend
+
+
+class PooledStatistics:
+    """The trunk's pooled block statistics (n, POOLED_DIM) per frame: an extractor for
+    `extract_instances`, which streams the clips (the audio of a large set never sits in memory)."""
+
+    name = "pooled trunk statistics"
+
+    def __init__(self, frontend: Frontend):
+        self.frontend = frontend
+
+    @torch.inference_mode()
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        batch = torch.as_tensor(frames, dtype=torch.float32).to(self.frontend.device)
+        return self.frontend.net.pooled(self.frontend.examples(batch)).float().cpu().numpy()
+
+
+def stacked(statistics: list[np.ndarray], targets: list[np.ndarray], chosen: list[int], device):
+    return (torch.from_numpy(np.concatenate([statistics[i] for i in chosen])).to(device),
+            np.concatenate([targets[i] for i in chosen]))
 
 
 def per_second_f1(logits: torch.Tensor, targets: np.ndarray) -> float:
-    predictions = (torch.sigmoid(logits).numpy() >= 0.5).astype(np.float32)
+    predictions = (torch.sigmoid(logits).cpu().numpy() >= 0.5).astype(np.float32)
     return float(f1_scores(targets[:, :NUM_CLASSES], predictions[:, :NUM_CLASSES])["f1_micro"])
 
 
@@ -81,7 +109,7 @@ def fit_head(frontend, probe, features, targets, val_features, val_targets, epoc
     generator = torch.Generator().manual_seed(seed)
     params = list(frontend.net.head.parameters()) + list(probe.parameters())
     optimizer = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
-    targets_t = torch.from_numpy(targets)
+    targets_t = torch.from_numpy(targets).to(features.device)
     loss_fn = nn.BCEWithLogitsLoss()
     best, best_state = -1.0, None
     with progress_bar() as progress:
@@ -161,28 +189,49 @@ def train_frontend(data, out, seed: int = 0, head_epochs: int = 30, minutes: flo
     torch.manual_seed(seed)
     entries = read_manifest(data)[:max_clips]
     splits = [synth_split(entry.get("seed", entry["path"])) for entry in entries]
-    train = [e for e, s in zip(entries, splits) if s == "train"]
-    val = [e for e, s in zip(entries, splits) if s == "val"]
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    val = [i for i, s in enumerate(splits) if s == "val"]
     if not train or not val:
         raise ValueError(f"{data}: too few clips for a train and a validation split")
     started = time.monotonic()
-    frames, targets = load_frames(data, train)
-    val_frames, val_targets = load_frames(data, val)
-    frontend = initial_frontend(init, seed).to(device).eval()
+    frontend = stored_precision(initial_frontend(init, seed)).to(device).eval()
+    paths = [entry["path"] for entry in entries]
+    statistics = extract_instances(data, paths, PooledStatistics(frontend))  # every split: the cache
+    targets = [frame_targets(entry, len(s)) for entry, s in zip(entries, statistics)]
+    statistics = [s[: len(t)] for s, t in zip(statistics, targets)]
     probe = nn.Linear(frontend.net.head[-1].out_features, NUM_CLASSES + NUM_GROUPS).to(device)
-    head_f1 = fit_head(frontend, probe, pooled_features(frontend, frames, device).to(device),
-                       targets, pooled_features(frontend, val_frames, device).to(device),
-                       val_targets, head_epochs, seed)
-    tuned_f1 = fine_tune(frontend, probe, frames, targets, val_frames, val_targets, minutes, seed,
-                         device, head_f1) if minutes > 0 else head_f1
-    summary = {"clips": len(train), "val_clips": len(val), "frames": int(len(frames)),
+    train_statistics, train_targets = stacked(statistics, targets, train, device)
+    head_f1 = fit_head(frontend, probe, train_statistics, train_targets,
+                       *stacked(statistics, targets, val, device), head_epochs, seed)
+    tuned_f1 = head_f1
+    if minutes > 0:
+        frames, frames_targets = load_frames(data, [entries[i] for i in train[:FINE_TUNE_CLIPS]])
+        val_frames, val_targets = load_frames(data, [entries[i] for i in val])
+        tuned_f1 = fine_tune(frontend, probe, frames, frames_targets, val_frames, val_targets,
+                             minutes, seed, device, head_f1)
+    summary = {"clips": len(train), "val_clips": len(val), "frames": len(train_targets),
                "seed": seed, "head_epochs": head_epochs, "minutes": minutes,
                "init": [str(p) for p in init] if init else f"seeded random ({seed})",
                "val_f1_micro_per_second": {"head": head_f1, "fine_tuned": tuned_f1},
                "device": str(device), "train_seconds": round(time.monotonic() - started, 1),
-               "soundfonts": sorted({sf for e in train for sf in e.get("soundfonts", [])})}
+               "soundfonts": sorted({sf for i in train for sf in entries[i].get("soundfonts", [])})}
     fingerprint = save_frontend(frontend.cpu(), out, summary)
+    write_embedding_cache(data, paths, statistics if tuned_f1 == head_f1 else None, out)
     return {"fingerprint": fingerprint, "file": str(out), **summary}
+
+
+def write_embedding_cache(data, paths: list[str], statistics, frontend_file: Path) -> None:
+    """The data set's embedding cache for the frontend just written: its head on the pooled
+    statistics when the trunk is still theirs, else a fresh pass of the whole frontend."""
+    if statistics is None:  # the fine-tune changed the trunk
+        cached_instances(data, paths, "embedding", frontend_file=frontend_file, rebuild=True)
+        return
+    frontend = load_frontend(frontend_file)  # the stored (fp16) head, as the runtime has it
+    with torch.inference_mode():
+        instances = [frontend.net.head(torch.from_numpy(s)).numpy() for s in statistics]
+    write_cache(cache_path(data, "embedding"), paths, instances,
+                {"name": frontend.name, "file": str(frontend_file),
+                 "fingerprint": frontend.recorded_fingerprint})
 
 
 def run(args) -> int:

@@ -54,3 +54,20 @@ def test_frontend_training_writes_a_loadable_frontend_and_its_embedding_cache(tm
         fresh = frontend.embed(split_frames(load_audio(data / path)))
         assert cached.shape == fresh.shape == (SECONDS, 128)
         np.testing.assert_allclose(cached, fresh, atol=2e-3 * np.abs(fresh).max())
+
+
+def test_pooled_statistics_are_cached_per_trunk(tmp_path):
+    data = tmp_path / "data"
+    write_tone_set(data)
+
+    def train(seed, name):
+        args = ["frontend", "--data", str(data), "--out", str(tmp_path / name), "--head-epochs", "1",
+                "--minutes", "0", "--seed", str(seed)]
+        assert cli.main(args) == 0
+        return read_cache(cache_path(data, "pooled"))[2]["fingerprint"], \
+            cache_path(data, "pooled").stat().st_mtime_ns
+
+    first = train(0, "a.pt")
+    assert train(0, "b.pt") == first  # same trunk: read, not recomputed nor rewritten
+    other = train(1, "c.pt")  # another seeded trunk: its own statistics replace them
+    assert other[0] != first[0] and other[1] != first[1]

@@ -7,7 +7,8 @@ attention want. Two phases, both seeded:
 
 1. head: the trunk keeps its seeded random weights (or AudioSet's, with --init), rounded to
    the fp16 the frontend file stores; its pooled block statistics are computed once per frame
-   of every clip (streamed clip by clip, the one expensive pass) and the head + probe are
+   of every clip (streamed clip by clip, the one expensive pass; cached in DIR/.mmgat-cache
+   for this trunk, so another head on the same clips costs minutes) and the head + probe are
    fitted on the train split's (cheap, many epochs).
 2. fine-tune (optional): the whole network trains end to end on timbre-augmented frames of
    at most FINE_TUNE_CLIPS clips for a time budget (--minutes); the validation F1 decides
@@ -29,15 +30,17 @@ from torch import nn
 
 from mmgat.model.audio import load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, default_device,
-                                  load_audioset, load_frontend, save_frontend, seeded_init)
+                                  load_audioset, load_frontend, probe_fingerprint, probe_frames,
+                                  save_frontend, seeded_init)
 from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.train.augment import augment
-from mmgat.model.train.data import (cache_path, cached_instances, extract_instances,
+from mmgat.model.train.data import (cache_path, cached_instances, extract_instances, read_cache,
                                     read_manifest, second_targets_of, synth_split, write_cache)
 from mmgat.model.train.metrics import f1_scores
 from mmgat.model.train.progress import progress_bar
 
 FEATURE_BATCH = 64
+POOLED = "pooled"  # the cache of pooled trunk statistics (fp16, 3.75 KB per second of audio)
 FINE_TUNE_CLIPS = 1500  # train clips whose audio the fine-tune holds in memory (64 KB a second)
 
 
@@ -93,6 +96,28 @@ class PooledStatistics:
     def embed(self, frames: np.ndarray) -> np.ndarray:
         batch = torch.as_tensor(frames, dtype=torch.float32).to(self.frontend.device)
         return self.frontend.net.pooled(self.frontend.examples(batch)).float().cpu().numpy()
+
+    def fingerprint(self) -> str:
+        return probe_fingerprint(self.embed(probe_frames()))
+
+
+def pooled_statistics(data, paths: list[str], frontend: Frontend) -> list[np.ndarray]:
+    """Per clip (seconds, POOLED_DIM) statistics of the frontend's trunk: read from the data
+    set's cache when it holds them for this trunk, computed (and added to it) otherwise."""
+    extractor = PooledStatistics(frontend)
+    identity = {"name": f"{frontend.name} pooled statistics", "file": None,
+                "fingerprint": extractor.fingerprint()}
+    path, known = cache_path(data, POOLED), {}
+    if path.is_file():
+        cached_paths, statistics, recorded = read_cache(path)
+        if recorded["fingerprint"] == identity["fingerprint"]:  # else another trunk's: replaced
+            known = dict(zip(cached_paths, statistics))
+    missing = [p for p in dict.fromkeys(paths) if p not in known]
+    if missing:  # rounded as the cache stores them: the same statistics fresh or cached
+        known.update((p, s.astype(np.float16).astype(np.float32))
+                     for p, s in zip(missing, extract_instances(data, missing, extractor)))
+        write_cache(path, list(known), list(known.values()), identity)
+    return [known[p] for p in paths]
 
 
 def stacked(statistics: list[np.ndarray], targets: list[np.ndarray], chosen: list[int], device):
@@ -196,7 +221,7 @@ def train_frontend(data, out, seed: int = 0, head_epochs: int = 30, minutes: flo
     started = time.monotonic()
     frontend = stored_precision(initial_frontend(init, seed)).to(device).eval()
     paths = [entry["path"] for entry in entries]
-    statistics = extract_instances(data, paths, PooledStatistics(frontend))  # every split: the cache
+    statistics = pooled_statistics(data, paths, frontend)  # every split: the embedding cache
     targets = [frame_targets(entry, len(s)) for entry, s in zip(entries, statistics)]
     statistics = [s[: len(t)] for s, t in zip(statistics, targets)]
     probe = nn.Linear(frontend.net.head[-1].out_features, NUM_CLASSES + NUM_GROUPS).to(device)

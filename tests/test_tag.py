@@ -177,8 +177,10 @@ def test_parquet(tiny_model, tmp_path, capsys):
     assert len(rows[0]["seconds"]) == 2 and rows[0]["error"] is None and rows[1]["error"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed")
-def test_ray_engine_without_ray_is_one_line(tmp_path, capsys):
+def test_ray_engine_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     clip = write(tmp_path / "a.wav", tone(1.0))
     code, err = run_tag([clip, "--out", tmp_path / "tags.jsonl", "--engine", "ray"], capsys)
     assert code == 2
@@ -267,3 +269,26 @@ def test_ray_engine_driver_with_a_fake_ray(tiny_model, tmp_path, capsys, monkeyp
     assert [len(row["seconds"] or []) for row in rows] == [2, 3, 0] and rows[2]["error"]
     assert fake.initialized and sum(len(chunk) for chunk in fake.tasks) == 3
     assert all(path.startswith("/") for chunk in fake.tasks for _, path in chunk)  # absolute for workers
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray (pip install ray)")
+def test_ray_engine_on_a_real_local_ray_gives_the_local_rows(tiny_model, tmp_path, capsys):
+    import ray
+
+    clips = [write(tmp_path / "a.wav", tone(2.0)), write(tmp_path / "b.wav", noise(3.0)),
+             write(tmp_path / "c.wav", tone(0.2))]
+    rows = {}
+    try:
+        for engine in ("local", "ray"):
+            out = tmp_path / f"{engine}.jsonl"
+            code, err = run_tag([*clips, "--out", out, "--engine", engine, "--model", tiny_model,
+                                 "--cpu"], capsys)
+            assert code == 0, err
+            rows[engine] = read_rows(out)
+    finally:
+        ray.shutdown()
+    assert [row["path"] for row in rows["ray"]] == clips and rows["ray"][2]["error"]
+    for local, remote in zip(rows["local"], rows["ray"]):
+        assert local["labels"] == remote["labels"] and local["duration"] == remote["duration"]
+        if local["seconds"]:
+            np.testing.assert_allclose(remote["seconds"], local["seconds"], atol=1e-4)

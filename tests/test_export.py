@@ -113,3 +113,16 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("mmgat-export: error:")
+
+
+def test_the_shipped_model_verifies_and_runs_with_the_frontend_it_names():
+    """The package's own artifact: hash and metadata check out, and the frontend shipped
+    beside it is the one its MMGAT was trained on (same fingerprint)."""
+    from mmgat.export.runtime import DEFAULT_MODEL, load_runtime
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no model has been shipped into the package yet")
+    assert verify(DEFAULT_MODEL)["metadata"] == "ok"
+    session, frontend = load_runtime(cpu=True)
+    assert frontend.recorded_fingerprint == session.metadata["frontend_fingerprint"]
+    assert frontend.fingerprint() == frontend.recorded_fingerprint  # the weights as they load

@@ -7,7 +7,9 @@ resampled), normalised to a common RMS over the seconds it plays, augmented (aug
 gated to its seconds and mixed at a random relative gain; the mix is augmented again.
 Per-second labels are the scheduled seconds in which the part is actually audible.
 Every part picks its SoundFont at random among those given. The same seed gives the same
-bytes: a clip depends only on its own seed (from (seed, index)) and the SoundFonts.
+bytes: a clip depends only on its own seed (from (seed, index)) and the SoundFonts, so a rerun
+of the same run (DIR/synth.json records it) keeps the clips already written and renders the
+rest: after Ctrl-C, or to grow a set with a larger --clips.
 
 How the classes are made (README-ready):
 

@@ -112,15 +112,17 @@ def list_devices(console: Console) -> None:
 
 
 @contextlib.contextmanager
-def sigterm_interrupts():
-    """SIGTERM stops the run as Ctrl-C does (KeyboardInterrupt: sinks flushed, stream closed,
-    exit 0); the previous handlers are back afterwards (main() may run inside another program)."""
+def signals_interrupt():
+    """Ctrl-C and SIGTERM stop the run (KeyboardInterrupt: sinks flushed, stream closed, exit 0),
+    also where SIGINT came in ignored (a background job of a script); the previous handlers
+    are back afterwards (main() may run inside another program)."""
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for signum in previous:
+        signal.signal(signum, interrupt)
     try:
         yield
     finally:
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
             list_devices(Console())
             return 0
         check_args(args)
-        with sigterm_interrupts():
+        with signals_interrupt():
             live(args, console)
     except KeyboardInterrupt:
         return 0  # stopped before streaming began (e.g. while the model loaded)

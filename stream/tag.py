@@ -469,7 +469,7 @@ def check_args(args) -> None:
 
 
 def tag(args) -> int:
-    from mmgat.stream.cli import ignore_further_signals, sigterm_interrupts
+    from mmgat.stream.cli import ignore_further_signals, signals_interrupt
 
     check_args(args)
     paths = expand_paths(args.paths)
@@ -478,7 +478,7 @@ def tag(args) -> int:
     options = Options(model=args.model, window=args.window, cpu=args.cpu, threads=args.threads, batch=args.batch)
     started = time.perf_counter()
     interrupted = False
-    with sigterm_interrupts():
+    with signals_interrupt():
         writer = None
         try:
             run = (ray_engine if args.engine == "ray" else local_engine)(options)

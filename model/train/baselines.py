@@ -16,16 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmgat.model.train.progress import track
 from torch import nn
 
 from mmgat.model.audio import LogMel, load_audio, split_frames
-from mmgat.model.labels import NUM_CLASSES
-from mmgat.model.labels import group_max
+from mmgat.model.labels import NUM_CLASSES, group_max
 from mmgat.model.train.data import ClipSet, masked_group_targets
 from mmgat.model.train.evaluate import score_report
 from mmgat.model.train.losses import masked_bce
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
+from mmgat.model.train.progress import track
 
 CONV_CHANNELS = (16, 32, 64, 128)
 

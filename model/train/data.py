@@ -217,12 +217,20 @@ def cached_instances(directory, paths: list[str], input_kind: str = "embedding",
     if expected_fingerprint is not None and expected_fingerprint != frontend["fingerprint"]:
         raise ValueError(f"frontend {frontend['file']} ({frontend['fingerprint']}) is not the one "
                          f"asked for ({expected_fingerprint})")
+    return grown_cache(directory, path, paths, known, extractor, frontend), frontend
+
+
+def grown_cache(directory, path: Path, paths: list[str], known: dict, extractor,
+                identity: dict) -> list[np.ndarray]:
+    """Instances of `paths`: those in `known` (path -> instances, read from the cache at
+    `path`), the others computed by `extractor` and added; the cache is rewritten with all of
+    them, under `identity` ({"name", "fingerprint", "file"}), when it grew."""
     missing = [p for p in dict.fromkeys(paths) if p not in known]
-    # rounded as the cache stores them, so a fresh build and a cache read give the same instances
-    known.update((p, i.astype(np.float16).astype(np.float32))
-                 for p, i in zip(missing, extract_instances(directory, missing, extractor)))
-    write_cache(path, list(known), list(known.values()), frontend)
-    return [known[p] for p in paths], frontend
+    if missing:  # rounded as the cache stores them: fresh or cached, the same instances
+        known.update((p, i.astype(np.float16).astype(np.float32))
+                     for p, i in zip(missing, extract_instances(directory, missing, extractor)))
+        write_cache(path, list(known), list(known.values()), identity)
+    return [known[p] for p in paths]
 
 
 # ---------------------------------------------------------------------------------------------

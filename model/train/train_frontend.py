@@ -34,7 +34,7 @@ from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, defa
                                   save_frontend, seeded_init)
 from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.train.augment import augment
-from mmgat.model.train.data import (cache_path, cached_instances, extract_instances, read_cache,
+from mmgat.model.train.data import (cache_path, cached_instances, grown_cache, read_cache,
                                     read_manifest, second_targets_of, synth_split, write_cache)
 from mmgat.model.train.metrics import f1_scores
 from mmgat.model.train.progress import progress_bar
@@ -84,8 +84,8 @@ def stored_precision(frontend: Frontend) -> Frontend:
 
 
 class PooledStatistics:
-    """The trunk's pooled block statistics (n, POOLED_DIM) per frame: an extractor for
-    `extract_instances`, which streams the clips (the audio of a large set never sits in memory)."""
+    """The trunk's pooled block statistics (n, POOLED_DIM) per frame: an extractor for the
+    data set caches, which stream the clips (the audio of a large set never sits in memory)."""
 
     name = "pooled trunk statistics"
 
@@ -112,12 +112,7 @@ def pooled_statistics(data, paths: list[str], frontend: Frontend) -> list[np.nda
         cached_paths, statistics, recorded = read_cache(path)
         if recorded["fingerprint"] == identity["fingerprint"]:  # else another trunk's: replaced
             known = dict(zip(cached_paths, statistics))
-    missing = [p for p in dict.fromkeys(paths) if p not in known]
-    if missing:  # rounded as the cache stores them: the same statistics fresh or cached
-        known.update((p, s.astype(np.float16).astype(np.float32))
-                     for p, s in zip(missing, extract_instances(data, missing, extractor)))
-        write_cache(path, list(known), list(known.values()), identity)
-    return [known[p] for p in paths]
+    return grown_cache(data, path, paths, known, extractor, identity)
 
 
 def stacked(statistics: list[np.ndarray], targets: list[np.ndarray], chosen: list[int], device):

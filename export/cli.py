@@ -14,9 +14,9 @@ def main(argv=None) -> int:
     parser.add_argument("--verify", metavar="MODEL", help="check an artifact's hash and metadata "
                         "(and torch/ONNX Runtime parity when CKPT is given)")
     args = parser.parse_args(argv)
-    from mmgat.export.onnx import export_checkpoint, verify
-
     try:
+        from mmgat.export.onnx import export_checkpoint, verify
+
         if args.verify:
             report = verify(args.verify, args.checkpoint)
             print(json.dumps(report, indent=2))
@@ -26,6 +26,10 @@ def main(argv=None) -> int:
         path = export_checkpoint(args.checkpoint, args.out)
         print(f"wrote {path} and {path.name}.sha256")
         return 0
+    except ModuleNotFoundError as error:  # onnx: one of the [train] extras
+        print(f"mmgat-export: error: exporting needs the trainer's extras: pip install '.[train]' "
+              f"(missing module {error.name})", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as error:
         print(f"mmgat-export: error: {error}", file=sys.stderr)
         return 1

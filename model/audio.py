@@ -12,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
+
+from mmgat.model.install import import_torchaudio
+
+torchaudio = import_torchaudio()  # built for another torch: one clear line, not a traceback
 
 SAMPLE_RATE = 16_000
 FRAME_SECONDS = 1.0  # one instance (graph node) per second of audio
@@ -84,14 +87,28 @@ def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-def load_audio(path: str | Path, min_samples: int = FRAME_SAMPLES) -> np.ndarray:
-    """Any file soundfile reads -> float32 mono at SAMPLE_RATE; AudioError when unusable."""
+def open_sound(path: str | Path):
+    """A soundfile.SoundFile reading `path`; AudioError when it cannot be opened."""
     import soundfile
 
+    if not Path(path).exists():  # libsndfile would say only "System error."
+        raise AudioError(f"no such file: {path}")
+    if Path(path).is_dir():
+        raise AudioError(f"{path} is a directory, not an audio file")
     try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:  # soundfile raises several types for bad/missing files
+        return soundfile.SoundFile(str(path))
+    except Exception as error:  # libsndfile reports unreadable and unknown formats alike
         raise AudioError(f"cannot read audio file {path}: {error}") from None
+
+
+def load_audio(path: str | Path, min_samples: int = FRAME_SAMPLES) -> np.ndarray:
+    """Any file soundfile reads -> float32 mono at SAMPLE_RATE; AudioError when unusable."""
+    with open_sound(path) as sound:
+        try:
+            samples = sound.read(dtype="float32", always_2d=True)
+        except Exception as error:  # a header that promised more than the data holds, ...
+            raise AudioError(f"cannot read audio file {path}: {error}") from None
+        rate = sound.samplerate
     samples = to_mono_16k(samples, rate)
     if len(samples) < min_samples:
         raise AudioError(

@@ -14,9 +14,11 @@ import math
 
 import numpy as np
 import torch
-import torchaudio
 
 from mmgat.model.audio import SAMPLE_RATE
+from mmgat.model.install import import_torchaudio
+
+torchaudio = import_torchaudio()  # built for another torch: one clear line, not a traceback
 
 
 class StreamResampler:

@@ -16,12 +16,14 @@ import time
 import numpy as np
 import soundfile
 
-from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError
+from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, open_sound
 from mmgat.stream.ring import RingBuffer
 
 RING_SECONDS = 4.0  # device audio the ring holds between the callback and the worker
 STDIN_SUBTYPES = {"s16le": "PCM_16", "s32le": "PCM_32", "f32le": "FLOAT"}
 STDIN_FORMAT = re.compile(r"(?P<encoding>[a-z0-9]+):(?P<rate>\d+):(?P<channels>\d+)")
+NO_INPUT_DEVICES = ("no input devices: PortAudio sees no microphone here; to make a virtual one, "
+                    'see "No microphone? a virtual one" in README.md')
 
 
 class SourceError(ValueError):
@@ -65,6 +67,8 @@ def resolve_input_device(spec: str | None) -> int:
     devices = sd.query_devices()
     if spec is None:
         index = _default_input_index()
+        if index is None and not any(info["max_input_channels"] > 0 for info in devices):
+            raise SourceError(NO_INPUT_DEVICES)
         if index is None:
             raise SourceError("no default input device; pick one with --device (see --list-devices)")
     elif spec.strip().isdigit():
@@ -190,11 +194,8 @@ class SoundFileSource:
 
 
 def open_file(path, paced: bool = True) -> SoundFileSource:
-    """Anything libsndfile reads; AudioError when unreadable or shorter than one frame."""
-    try:
-        sound = soundfile.SoundFile(str(path))
-    except Exception as error:  # libsndfile reports missing, unreadable and unknown files alike
-        raise AudioError(f"cannot read audio file {path}: {error}") from None
+    """Anything libsndfile reads; AudioError when missing, unreadable or shorter than one frame."""
+    sound = open_sound(path)
     if sound.frames * SAMPLE_RATE < FRAME_SAMPLES * sound.samplerate:
         sound.close()
         raise too_short(str(path), sound.frames, sound.samplerate)

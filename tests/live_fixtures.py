@@ -20,8 +20,10 @@ import soundfile
 
 from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.labels import CLASSES
+from mmgat.stream.cli import LOADING, PROG
 
 LIVE = [sys.executable, "-m", "mmgat.stream.cli"]
+LOADING_LINE = f"{PROG}: {LOADING}"  # the first line of every run without the dashboard
 RECORD_KEYS = {"t", "probs", "active", "seconds", "latency_ms", "overruns", "input_overflows"}
 MIC_CHUNK_S = 0.02  # the virtual microphone writes this much audio at a time
 
@@ -62,9 +64,12 @@ def check_record(rec: dict, window: int) -> None:
 
 
 def one_error_line(stderr: str) -> str:
-    """The single `mmgat-live: error: ...` line a user error must produce, and nothing else."""
+    """The single `mmgat-live: error: ...` line a user error must produce, and nothing else but
+    the loading line before it."""
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
+    if lines and lines[0] == LOADING_LINE:
+        lines = lines[1:]
     assert len(lines) == 1, stderr
     assert lines[0].startswith("mmgat-live: error: "), stderr
     return lines[0]

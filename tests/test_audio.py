@@ -53,3 +53,5 @@ def test_load_audio_downmixes_resamples_and_refuses_bad_files(tmp_path):
     for bad in (short, tmp_path / "junk.wav", tmp_path / "missing.wav"):
         with pytest.raises(AudioError):
             load_audio(bad)
+    with pytest.raises(AudioError, match=f"^no such file: {tmp_path / 'missing.wav'}$"):
+        load_audio(tmp_path / "missing.wav")

@@ -4,17 +4,19 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from live_fixtures import (LIVE, alsa_home, check_record, one_error_line, parse_records, run_live,  # noqa: F401
-                           tone, write_clip)
+from live_fixtures import (LIVE, LOADING_LINE, alsa_home, check_record, one_error_line, parse_records,  # noqa: F401
+                           run_live, tone, write_clip)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,23 @@ def test_stdin_pcm(tiny_model):
     assert [r["t"] for r in records] == [1.0, 2.0, 3.0]
     for rec in records:
         check_record(rec, window=10)
+
+
+def test_the_loading_line_comes_before_the_slow_imports_and_the_first_record(tiny_model, clip_44k_stereo):
+    """A cold start takes 12-17 s (imports, numba compilation, warm-up); the loading line is out
+    before torch, numba or onnxruntime starts to load, i.e. a fraction of a second after start.
+    stdout and stderr share one pipe here, so their lines come in the order they were written
+    (the loading line, the interpreter's -X importtime lines and the records are all flushed)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", *LIVE[1:], "--file", clip_44k_stereo, "--model",
+                           tiny_model, "--cpu", "--as-fast-as-possible", "--no-display", "--jsonl", "-"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    lines = done.stdout.decode().splitlines()
+    assert done.returncode == 0, lines[-5:]
+    loading = lines.index(LOADING_LINE)
+    slow = [i for i, line in enumerate(lines)
+            if line.startswith("import time:") and re.search(r"\| +(torch|numba|onnxruntime)(\.|$)", line)]
+    records = [i for i, line in enumerate(lines) if line.startswith("{")]
+    assert slow and records and loading < min(slow) and loading < min(records)
 
 
 def test_demo_streams_the_shipped_clip_in_real_time(tiny_model):
@@ -136,7 +155,8 @@ def bad_inputs(tmp_path_factory, tiny_model):
     (["--stdin-format", "mp3:16000:1"], "--stdin-format wants"),
     (["--device", "no-such-device-anywhere"], "no device matches"),
     (["--device", "999"], "no device 999"),
-    (["--file", "{root}/missing.wav"], "cannot read audio file"),
+    (["--file", "{root}/missing.wav"], "no such file: {root}/missing.wav"),
+    (["--file", "{root}"], "is a directory"),
     (["--file", "{root}/notes.txt"], "cannot read audio file"),
     (["--file", "{root}/empty.wav"], "holds 0.00 s of audio"),
     (["--file", "{root}/short.wav"], "holds 0.50 s of audio"),
@@ -150,6 +170,7 @@ def test_user_errors_are_one_line(tiny_model, bad_inputs, clip_44k_stereo, capsy
     from mmgat.stream.cli import main
 
     args = [a.format(**bad_inputs) for a in args]
+    expected = expected.format(**bad_inputs)
     if "--file" not in args and "--stdin-format" not in args and "--device" not in args:
         args += ["--file", str(clip_44k_stereo)]
     if "--model" not in args:
@@ -205,6 +226,30 @@ def test_unopenable_rate(monkeypatch, capsys):
     assert main(["--device", "fussy", "--no-display"]) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "cannot record at 16000 Hz mono nor at its native 44100 Hz x 2" in line
+
+
+def test_no_input_devices_points_to_the_virtual_microphone(monkeypatch, capsys):
+    """A machine without sound hardware (as this one): --list-devices and a device run say so."""
+    import sounddevice as sd
+
+    from mmgat.stream.cli import main
+
+    speaker = {"name": "speaker", "hostapi": 0, "max_input_channels": 0, "max_output_channels": 2,
+               "default_samplerate": 48000.0}
+
+    def query_devices(device_id=None, kind=None):
+        if kind == "input":
+            raise sd.PortAudioError("Error querying device -1")
+        return [speaker] if device_id is None else speaker
+
+    monkeypatch.setattr(sd, "query_devices", query_devices)
+    monkeypatch.setattr(sd, "query_hostapis", lambda: [{"name": "ALSA"}])
+    for args in (["--list-devices"], ["--no-display"]):
+        assert main(args) == 1
+        line = one_error_line(capsys.readouterr().err)
+        assert "no input devices" in line and '"No microphone? a virtual one" in README.md' in line
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert "\n## No microphone? a virtual one\n" in readme.read_text()  # the section the hint names
 
 
 def test_native_settings_are_used_when_16k_mono_is_refused(monkeypatch):

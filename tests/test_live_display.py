@@ -53,6 +53,28 @@ def test_dashboard_shows_instruments_bars_and_latency(tmux, tmp_path, tiny_model
     assert "p95" in screen  # the --latency-report table after the run
 
 
+def test_a_spinner_shows_while_the_model_loads_and_gives_way_to_the_dashboard(tmux, tmp_path, tiny_model):
+    clip = write_clip(tmp_path / "tone.wav", tone(2.0))
+    command = shlex.join([*LIVE, "--file", str(clip), "--model", str(tiny_model), "--cpu"])
+    done_marker = tmp_path / "exit-status"
+    subprocess.run([*tmux, "new-session", "-d", "-s", "live", "-x", str(COLUMNS), "-y", str(ROWS),
+                    f"env LANG=C.UTF-8 TERM=xterm-256color {command}; echo $? > {done_marker}; sleep 600"],
+                   check=True)
+    deadline = time.monotonic() + 90
+    first = ""
+    while not first.strip():  # the first thing on the screen
+        assert time.monotonic() < deadline
+        first = capture(tmux)
+        time.sleep(0.02)
+    assert "loading the model" in first and "instrument" not in first, first
+    while not done_marker.exists():
+        assert time.monotonic() < deadline, capture(tmux)
+        time.sleep(0.2)
+    screen = capture(tmux)
+    assert done_marker.read_text().strip() == "0", screen
+    assert "loading the model" not in screen and "violin" in screen  # the spinner left no trace
+
+
 @pytest.mark.parametrize("width, height", [(80, 24), (120, 50)])
 def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
     import io

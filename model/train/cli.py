@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+PROG = "mmgat-train"
+
 
 def build_parser() -> argparse.ArgumentParser:
     from mmgat.model.train import ablate, evaluate, fit, synth, train_frontend
 
-    parser = argparse.ArgumentParser(prog="mmgat-train", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for module in (synth, train_frontend, fit, evaluate, ablate):
         module.register(commands)
@@ -17,14 +19,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # imports every job's module, and so its packages
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as error:  # mido, onnx, ...: the [train] extras are not installed
+        print(f"{PROG}: error: the trainer needs its extras: pip install '.[train]' "
+              f"(missing module {error.name})", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as error:  # user-caused: missing files, bad arguments, bad data
-        print(f"mmgat-train: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
 
 

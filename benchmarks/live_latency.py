@@ -59,7 +59,7 @@ def per_hop_compute(session, frontend, frames: int) -> dict:
     rng = np.random.default_rng(0)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
-    state = StreamState(WINDOW, hop_samples(1.0), int(session.metadata["neighbours"]))
+    state = StreamState(WINDOW, hop_samples(1.0), **session.graph)
     compute, stages, bare = [], {"frontend": [], "graph": [], "mmgat": []}, []
     warm = WINDOW  # measure with a full window only
     for index in range(warm + frames):
@@ -95,7 +95,7 @@ def sound_to_label(session, frontend, clip: Path, hop: float) -> dict:
     source = open_file(clip, paced=True)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
-    state = StreamState(WINDOW, hop_samples(hop), int(session.metadata["neighbours"]))
+    state = StreamState(WINDOW, hop_samples(hop), **session.graph)
     meta = session.metadata
     sink = JsonlSink(os.devnull)
     latencies, pending = [], list(CLICK_TIMES_S)

@@ -51,7 +51,7 @@ def main() -> int:
     session = MMGATSession(path, cpu=True, intra_op_threads=args.threads)
     results = {}
     for window in (10, 64):
-        graph = InstanceGraph(window, neighbours=session.metadata["neighbours"])
+        graph = InstanceGraph(window, **session.graph)
         for x in np.random.default_rng(window).standard_normal((window, 128)).astype(np.float32):
             graph.push(x)
         inputs = (graph.nodes[None], graph.weights[None], graph.scale_masks[None],

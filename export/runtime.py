@@ -15,6 +15,7 @@ import numpy as np
 
 from mmgat.model.frontend import (ASSETS, DEFAULT_FRONTEND, Frontend, default_device,
                                   load_frontend)
+from mmgat.model.graph import SIMILARITIES
 from mmgat.model.labels import CLASSES, GROUPS
 
 DEFAULT_MODEL = ASSETS / "mmgat.onnx"
@@ -46,7 +47,22 @@ def check_metadata(metadata: dict, source) -> dict:
         raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
     if tuple(metadata["classes"]) != CLASSES or tuple(metadata["groups"]) != GROUPS:
         raise ModelError(f"{source}: its class list differs from this version's")
+    graph_settings(metadata, source)
     return metadata
+
+
+def graph_settings(metadata: dict, source) -> dict:
+    """How the model's instance graphs must be built: InstanceGraph's `neighbours` and
+    `similarity` (artifacts from before `similarity` was recorded used cosine). The scales need
+    nothing here: the model picks its masks among the three every graph carries."""
+    similarity, neighbours = metadata.get("similarity", "cosine"), metadata["neighbours"]
+    if similarity not in SIMILARITIES:
+        raise ModelError(f"{source}: its instance graph uses similarity {similarity!r}, which this "
+                         f"version does not implement ({', '.join(SIMILARITIES)})")
+    if not isinstance(neighbours, int) or neighbours < 1:
+        raise ModelError(f"{source}: its instance graph keeps {neighbours!r} neighbours per node; "
+                         f"want a whole number >= 1")
+    return {"neighbours": neighbours, "similarity": similarity}
 
 
 class MMGATSession:
@@ -75,6 +91,7 @@ class MMGATSession:
         except Exception:
             raise ModelError(f"{self.path}: not a valid MMGAT ONNX artifact") from None
         self.metadata = check_metadata(metadata, self.path)
+        self.graph = graph_settings(self.metadata, self.path)  # StreamState / InstanceGraph keywords
         self.provider = self.session.get_providers()[0]
         self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
 

@@ -11,12 +11,12 @@ Nodes x_1..x_n (n <= W, time order, oldest first) are raw d-dim float32 instance
   all others if fewer than m exist. Symmetrised: i ~ j if j in top-m(i) or i in top-m(j).
 - scale_masks (3, n, n) bool: scale k holds the nodes within k hops of i on the symmetrised
   adjacency, self included (k = 1: adjacency plus self, k = 2: <= 2 hops, k = 3: <= 3 hops).
-- Ablation similarities (`build_graph` only; the paper's Table 6): "l1", "euclidean", "emd" turn
-  a distance D into Sim_ij = 1 / (1 + D_ij / s), s = the graph's mean off-diagonal distance
-  (clamped >= 1e-12; s = 1 when n == 1). EMD is the 1-D earth mover's distance between the
-  histograms p_i = |x_i| / sum|x_i| over the d bins (sum clamped >= 1e-12 so a zero vector is
-  the empty histogram): D_ij = sum |cumsum(p_i) - cumsum(p_j)|. Sim_ii = 1; the weights,
-  sparsification and masks follow as above.
+- The paper's other similarities (its Table 6): "l1", "euclidean", "emd" turn a distance D into
+  Sim_ij = 1 / (1 + D_ij / s), s = the graph's mean off-diagonal distance (clamped >= 1e-12;
+  s = 1 when n == 1), so every Sim changes when a node comes or goes. EMD is the 1-D earth
+  mover's distance between the histograms p_i = |x_i| / sum|x_i| over the d bins (sum clamped
+  >= 1e-12 so a zero vector is the empty histogram): D_ij = sum |cumsum(p_i) - cumsum(p_j)|.
+  Sim_ii = 1; the weights, sparsification and masks follow as above.
 
 Precision: similarities are computed in float64 and stored as float32, and the neighbour choice
 compares those float32 values. Different summation orders (numba's vectorised loops, BLAS in
@@ -39,54 +39,128 @@ NORM_EPS = 1e-12
 SIMILARITIES = ("cosine", "l1", "euclidean", "emd")
 
 
+def check_similarity(similarity: str) -> str:
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
+    return similarity
+
+
 # ---------------------------------------------------------------------------------------------
 # Streaming: numba kernels over preallocated buffers (nogil, so a worker thread can push while
 # the audio thread runs).
 
 
+# The kernels' codes for SIMILARITIES (l1 is what the distance kernels do when no other applies).
+COSINE, EUCLIDEAN, EMD = (SIMILARITIES.index(name) for name in ("cosine", "euclidean", "emd"))
+
+
 @njit(cache=True, nogil=True)
-def _push_kernel(x, pushed, unit, nodes, similarity, weights, neighbour_index, neighbour_value,
-                 masks):
+def _push_kernel(x, pushed, metric, features, nodes, distance, similarity, weights, neighbour_index,
+                 neighbour_value, masks):
     """Add x as push number `pushed` (0-based). Returns False, touching nothing, if x is not finite.
 
-    `unit` is the (W, d) ring of normalised instances (slot = push number % W). The rest is in
-    time order, valid in its leading n rows / n x n block: `nodes`, `similarity`, `weights`,
-    `masks`, and each node's top-m list, `neighbour_index` / `neighbour_value` (W, m), most
-    similar first.
+    `features` is the (W, d) ring of what the similarity `metric` compares (slot = push number %
+    W): unit vectors (cosine), raw instances (l1, euclidean) or cumulative histograms (emd). The
+    rest is in time order, valid in its leading n rows / n x n block: `nodes`, `distance` (the
+    distance similarities only), `similarity`, `weights`, `masks`, and each node's top-m list,
+    `neighbour_index` / `neighbour_value` (W, m), most similar first.
     """
-    window, dim = unit.shape
+    window, dim = features.shape
     for k in range(dim):
         if not np.isfinite(x[k]):
             return False
-    norm = max(np.sqrt(_dot(x, x)), NORM_EPS)
     slot = pushed % window
-    for k in range(dim):
-        unit[slot, k] = x[k] / norm
+    _feature(x, metric, features[slot])
 
     full = pushed >= window
     if full:
         _drop_oldest(nodes, similarity, neighbour_index, neighbour_value)
+        if metric != COSINE:
+            _shift_square(distance)
     n = min(pushed + 1, window)
     newest = n - 1
     nodes[newest] = x
 
-    # The only new similarities: one row of n - 1 dot products against the ring.
+    # The only new comparisons: one row of n - 1 against the ring.
     oldest_slot = (pushed + 1 - n) % window
-    for t in range(newest):
-        value = np.float32(max(_dot(unit[slot], unit[(oldest_slot + t) % window]), 0.0))
-        similarity[newest, t] = value
-        similarity[t, newest] = value
-    similarity[newest, newest] = 1.0
+    kept = min(neighbour_index.shape[1], newest)
+    if metric == COSINE:
+        for t in range(newest):
+            value = np.float32(max(_dot(features[slot], features[(oldest_slot + t) % window]), 0.0))
+            similarity[newest, t] = value
+            similarity[t, newest] = value
+        similarity[newest, newest] = 1.0
+        _normalise_rows(similarity, n, weights)
+        _update_neighbours(similarity, n, full, neighbour_index[:, :kept], neighbour_value[:, :kept])
+    else:
+        for t in range(newest):
+            value = _distance(metric, features[slot], features[(oldest_slot + t) % window])
+            distance[newest, t] = value
+            distance[t, newest] = value
+        _distance_similarities(distance, n, similarity)
+        _normalise_rows(similarity, n, weights)
+        for i in range(n):  # the scale s moved every Sim: every list is chosen afresh, O(n^2 m)
+            _top_m(similarity[i, :n], i, neighbour_index[i, :kept], neighbour_value[i, :kept])
+    _scale_masks(neighbour_index[:n, :kept], masks)
+    return True
 
-    for i in range(n):  # every row's sum changed (a node came, maybe one left)
+
+@njit(cache=True, nogil=True)
+def _feature(x, metric, out):
+    """What `metric` compares of instance x, in float64 (see the module docstring)."""
+    if metric == COSINE:
+        norm = max(np.sqrt(_dot(x, x)), NORM_EPS)
+        for k in range(x.shape[0]):
+            out[k] = x[k] / norm
+    elif metric == EMD:
+        total = 0.0
+        for k in range(x.shape[0]):
+            total += abs(np.float64(x[k]))
+        total = max(total, NORM_EPS)
+        running = 0.0
+        for k in range(x.shape[0]):
+            running += abs(np.float64(x[k])) / total
+            out[k] = running
+    else:
+        for k in range(x.shape[0]):
+            out[k] = x[k]
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _distance(metric, a, b):
+    """Euclidean, else L1 (l1 on instances, emd on cumulative histograms), in float64."""
+    total = 0.0
+    if metric == EUCLIDEAN:
+        for k in range(a.shape[0]):
+            difference = a[k] - b[k]
+            total += difference * difference
+        return np.sqrt(total)
+    for k in range(a.shape[0]):
+        total += abs(a[k] - b[k])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _distance_similarities(distance, n, similarity):
+    """Sim = 1 / (1 + D / s) over the n x n block, s = the mean off-diagonal D (1 for one node)."""
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                total += distance[i, j]
+    scale = max(total / (n * (n - 1)), NORM_EPS) if n > 1 else 1.0
+    for i in range(n):
+        for j in range(n):
+            similarity[i, j] = 1.0 if i == j else np.float32(1.0 / (1.0 + distance[i, j] / scale))
+
+
+@njit(cache=True, nogil=True)
+def _normalise_rows(similarity, n, weights):
+    """Weights = Sim / row sum over the n x n block (every sum changed: a node came, maybe one left)."""
+    for i in range(n):
         inverse_total = 1.0 / _sum(similarity[i, :n])
         for j in range(n):
             weights[i, j] = similarity[i, j] * inverse_total
-
-    kept = min(neighbour_index.shape[1], newest)
-    _update_neighbours(similarity, n, full, neighbour_index[:, :kept], neighbour_value[:, :kept])
-    _scale_masks(neighbour_index[:n, :kept], masks)
-    return True
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -112,13 +186,21 @@ def _drop_oldest(nodes, similarity, neighbour_index, neighbour_value):
     """Move every node one step down the time order (O(W*d + W^2)); a top-m list that held the
     oldest node now holds index -1."""
     window = nodes.shape[0]
+    _shift_square(similarity)
     for t in range(window - 1):
         nodes[t] = nodes[t + 1]
-        for u in range(window - 1):
-            similarity[t, u] = similarity[t + 1, u + 1]
         for q in range(neighbour_index.shape[1]):
             neighbour_index[t, q] = neighbour_index[t + 1, q] - 1
             neighbour_value[t, q] = neighbour_value[t + 1, q]
+
+
+@njit(cache=True, nogil=True)
+def _shift_square(matrix):
+    """Move a time-ordered (W, W) matrix one step toward the top-left (the oldest node left)."""
+    window = matrix.shape[0]
+    for t in range(window - 1):
+        for u in range(window - 1):
+            matrix[t, u] = matrix[t + 1, u + 1]
 
 
 @njit(cache=True, nogil=True)
@@ -195,24 +277,32 @@ def _one_more_hop(neighbour_index, reach):
 class InstanceGraph:
     """The instance correlation graph of the last `window` pushed instances, kept incrementally.
 
-    A push costs one row of W dot products (O(W*d)), O(W^2) to re-normalise the weights and
-    write the masks, and O(W * m) expected to keep every node's top-m list.
+    Cosine: a push costs one row of W dot products (O(W*d)), O(W^2) to re-normalise the weights
+    and write the masks, and O(W * m) expected to keep every node's top-m list. The distance
+    similarities (l1, euclidean, emd) cost one row of W distances (O(W*d)) and O(W^2 * m): their
+    scale s moves every Sim, so every weight and top-m list is recomputed (from the kept
+    distances, never from the instances).
     The kernel keeps the outputs in time order in preallocated buffers; the properties return
     the same read-only views of them every time (renewed only while n changes), so reading is
     free. The next push overwrites what they show: copy what you keep. The views are contiguous
     once the window is full, slices of the (W, W) buffers before that.
     """
 
-    def __init__(self, window: int, dim: int = EMBED_DIM, neighbours: int = 2):
+    def __init__(self, window: int, dim: int = EMBED_DIM, neighbours: int = 2,
+                 similarity: str = "cosine"):
         if not 1 <= window <= MAX_WINDOW:
             raise ValueError(f"window must be 1..{MAX_WINDOW}, got {window}")
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         if neighbours < 1:
             raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+        check_similarity(similarity)
         self.window, self.dim, self.neighbours = int(window), int(dim), int(neighbours)
-        self._unit = np.zeros((window, dim), np.float64)  # float64: see the module docstring
+        self.similarity_name = similarity
+        self._metric = SIMILARITIES.index(similarity)
+        self._features = np.zeros((window, dim), np.float64)  # float64: see the module docstring
         self._nodes = np.zeros((window, dim), np.float32)
+        self._distance = np.zeros((window, window), np.float64)
         self._similarity = np.zeros((window, window), np.float32)
         self._weights = np.zeros((window, window), np.float32)
         self._masks = np.zeros((NUM_SCALES, window, window), np.bool_)
@@ -228,9 +318,9 @@ class InstanceGraph:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape != (self.dim,):
             raise ValueError(f"instance must have shape ({self.dim},), got {x.shape}")
-        if not _push_kernel(x, self._pushed, self._unit, self._nodes, self._similarity,
-                            self._weights, self._neighbour_index, self._neighbour_value,
-                            self._masks):
+        if not _push_kernel(x, self._pushed, self._metric, self._features, self._nodes,
+                            self._distance, self._similarity, self._weights, self._neighbour_index,
+                            self._neighbour_value, self._masks):
             raise ValueError("instance contains NaN or infinity")
         self._pushed += 1
         if self._pushed <= self.window:
@@ -289,15 +379,14 @@ def build_graph(nodes: torch.Tensor, node_mask: torch.Tensor, neighbours: int = 
     weights (B, N, N) in nodes' dtype and scale_masks (B, 3, N, N) bool.
 
     Padded rows and columns come out all zero / False, and padding values (even NaN) never
-    reach a real output. For cosine, each graph equals `InstanceGraph` on the same sequence.
+    reach a real output. Each graph equals `InstanceGraph` on the same sequence.
     """
     if nodes.dim() != 3 or node_mask.shape != nodes.shape[:2] or node_mask.dtype != torch.bool:
         raise ValueError(f"want nodes (B, N, d) and bool node_mask (B, N), got "
                          f"{tuple(nodes.shape)} and {node_mask.dtype} {tuple(node_mask.shape)}")
     if neighbours < 1:
         raise ValueError(f"neighbours must be >= 1, got {neighbours}")
-    if similarity not in SIMILARITIES:
-        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    check_similarity(similarity)
 
     x = torch.where(node_mask[..., None], nodes, 0).double()
     real = node_mask[:, :, None] & node_mask[:, None, :]

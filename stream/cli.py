@@ -21,6 +21,7 @@ from rich.table import Table
 PROG = "mmgat-live"
 DEFAULT_WINDOW = 10  # frames, when the artifact does not say
 DEFAULT_HOP = 1.0  # seconds, when the artifact does not say
+LOADING = "loading the model ..."
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -100,15 +101,36 @@ def open_source(args):
 
 
 def list_devices(console: Console) -> None:
-    from mmgat.stream.sources import list_input_devices
+    from mmgat.stream.sources import NO_INPUT_DEVICES, SourceError, list_input_devices
 
+    devices = list_input_devices()
+    if not devices:
+        raise SourceError(NO_INPUT_DEVICES)
     table = Table(title="input devices")
     for column in ("index", "name", "host API", "channels", "default rate", "default"):
         table.add_column(column, justify="right" if column in ("index", "channels", "default rate") else "left")
-    for device in list_input_devices():
+    for device in devices:
         table.add_row(str(device["index"]), device["name"], device["hostapi"], str(device["channels"]),
                       f"{device['rate']:g} Hz", "*" if device["default"] else "")
     console.print(table)
+
+
+@contextlib.contextmanager
+def loading_notice(console: Console, dashboard: bool):
+    """What a run shows first, before the slow imports (a cold start takes 12-17 s: imports, numba
+    compilation, warm-up): a spinner in the dashboard's terminal until the dashboard takes over,
+    else one line on stderr. Yields what stops the spinner; leaving stops it too, so an error
+    line never lands beside it."""
+    if not dashboard:
+        print(f"{PROG}: {LOADING}", file=sys.stderr, flush=True)
+        yield lambda: None
+        return
+    status = console.status(LOADING)
+    status.start()
+    try:
+        yield status.stop
+    finally:
+        status.stop()
 
 
 @contextlib.contextmanager
@@ -155,7 +177,7 @@ def prepare(args, source):
     window = args.window if args.window is not None else int(meta.get("window") or DEFAULT_WINDOW)
     hop = args.hop if args.hop is not None else float(meta.get("hop") or DEFAULT_HOP)
     limit = None if args.duration is None else int(round(args.duration * SAMPLE_RATE))
-    state = StreamState(window, hop_samples(hop), int(meta["neighbours"]), limit=limit)
+    state = StreamState(window, hop_samples(hop), limit=limit, **session.graph)
     info = RunInfo(source=source.description, rate=source.rate, channels=source.channels,
                    model=str(session.path), provider=session.provider,
                    frontend=f"{frontend.name} {frontend.recorded_fingerprint or ''} on {frontend.device}",
@@ -166,7 +188,9 @@ def prepare(args, source):
     return pipeline, state, info
 
 
-def live(args, console: Console) -> None:
+def live(args, console: Console, dashboard: bool, loaded) -> None:
+    """Stream until the source ends, the duration is reached or a signal comes; `loaded()` is
+    called once the model is ready, just before the dashboard starts."""
     from mmgat.model.audio import SAMPLE_RATE
     from mmgat.stream.display import LiveDisplay, PlainLines, latency_table
     from mmgat.stream.runner import LiveStream, run
@@ -181,8 +205,7 @@ def live(args, console: Console) -> None:
             sinks.append(JsonlSink(args.jsonl))
         if args.csv:
             sinks.append(CsvSink(args.csv, info.classes))
-        use_live = not args.no_display and sys.stdout.isatty() and console.is_terminal
-        screens.append(LiveDisplay(console, info, pipeline.stats) if use_live else PlainLines(console, info))
+        screens.append(LiveDisplay(console, info, pipeline.stats) if dashboard else PlainLines(console, info))
 
         def emit(update):
             rec = record(update, info.classes, info.groups, info.thresholds)
@@ -191,6 +214,7 @@ def live(args, console: Console) -> None:
             screens[0].update(update)
 
         stream = LiveStream(source, state)
+        loaded()
         screens[0].start()
         try:
             run([stream], pipeline, emit)
@@ -213,13 +237,15 @@ def live(args, console: Console) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=args.jsonl == "-" or args.csv == "-")
+    dashboard = not args.no_display and sys.stdout.isatty() and console.is_terminal
     try:
         if args.list_devices:
             list_devices(Console())
             return 0
-        check_args(args)
-        with signals_interrupt():
-            live(args, console)
+        with loading_notice(console, dashboard) as loaded:  # before the slow imports
+            check_args(args)
+            with signals_interrupt():
+                live(args, console, dashboard, loaded)
     except KeyboardInterrupt:
         return 0  # stopped before streaming began (e.g. while the model loaded)
     except (ValueError, OSError) as error:  # user errors: every module raises ValueError subclasses

@@ -60,9 +60,10 @@ class StreamState:
     """
 
     def __init__(self, window: int, hop: int, neighbours: int = 2, limit: int | None = None,
-                 name: str = ""):
+                 name: str = "", similarity: str = "cosine"):
         self.window, self.hop, self.limit, self.name = check_window(window), hop, limit, name
-        self.graphs = [InstanceGraph(window, EMBED_DIM, neighbours) for _ in range(FRAME_SAMPLES // hop)]
+        self.graphs = [InstanceGraph(window, EMBED_DIM, neighbours, similarity=similarity)
+                       for _ in range(FRAME_SAMPLES // hop)]
         self.audio = np.zeros(FRAME_SAMPLES + (MAX_PENDING_FRAMES - 1) * hop, np.float32)
         self.start = 0  # stream sample index of audio[0]
         self.filled = 0

@@ -166,7 +166,7 @@ class Tagger:
         self.window = check_window(options.window if options.window is not None
                                    else int(meta.get("window") or DEFAULT_WINDOW))
         self.hop = hop_samples(TAG_HOP_SECONDS)
-        self.neighbours = int(meta["neighbours"])
+        self.graph = session.graph  # the model's neighbours and similarity
         self.classes = tuple(meta["classes"])
         self.thresholds = np.asarray(meta["thresholds"], np.float32)
         self.pipeline = Pipeline(session, frontend)
@@ -191,7 +191,7 @@ class Tagger:
                     except (AudioError, OSError) as error:
                         yield index, error_row(path, error)
                         continue
-                    stream = LiveStream(source, StreamState(self.window, self.hop, self.neighbours, name=path))
+                    stream = LiveStream(source, StreamState(self.window, self.hop, name=path, **self.graph))
                     source.start()
                     active[id(stream.state)] = _File(index, path, stream, len(self.classes))
                 for key, file in list(active.items()):

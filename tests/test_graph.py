@@ -76,17 +76,19 @@ FULL_WINDOW_128 = (MAX_WINDOW, 2, instances(1, 90, 128, _picks.integers(-1, 90, 
 FULL_WINDOW_TIES = (MAX_WINDOW, 4, instances(2, 20, 3, _picks.integers(-1, 20, 150)))
 
 
-@settings(max_examples=60, deadline=None)
-@example(FULL_WINDOW_128)
-@example(FULL_WINDOW_TIES)
-@given(streams())
-def test_every_push_matches_reference(stream):
+@settings(max_examples=100, deadline=None)
+@example(FULL_WINDOW_128, "cosine")
+@example(FULL_WINDOW_128, "emd")
+@example(FULL_WINDOW_TIES, "cosine")
+@example(FULL_WINDOW_TIES, "l1")
+@given(streams(), st.sampled_from(SIMILARITIES))
+def test_every_push_matches_reference(stream, similarity):
     window, neighbours, sequence = stream
-    graph = InstanceGraph(window, sequence.shape[1], neighbours)
+    graph = InstanceGraph(window, sequence.shape[1], neighbours, similarity=similarity)
     for pushed, x in enumerate(sequence, start=1):
         graph.push(x)
         expected = sequence[max(0, pushed - window):pushed]
-        sim, weights, masks = reference_graph(expected, neighbours)
+        sim, weights, masks = reference_graph(expected, neighbours, similarity)
         assert graph.n == len(expected)
         np.testing.assert_array_equal(graph.nodes, expected)
         np.testing.assert_allclose(graph.similarity, sim, atol=1e-6)
@@ -95,13 +97,15 @@ def test_every_push_matches_reference(stream):
         assert_graph_invariants(graph.weights, graph.scale_masks)
 
 
-@settings(max_examples=25, deadline=None)
-@example(FULL_WINDOW_TIES)
-@given(streams())
-def test_build_graph_matches_instance_graph(stream):
-    """Every window the stream passes through, batched and padded, equals the streaming graph."""
+@settings(max_examples=40, deadline=None)
+@example(FULL_WINDOW_TIES, "cosine")
+@example(FULL_WINDOW_128, "euclidean")
+@given(streams(), st.sampled_from(SIMILARITIES))
+def test_build_graph_matches_instance_graph(stream, similarity):
+    """Every window the stream passes through, batched and padded, equals the streaming graph
+    (what training and `mmgat-train eval` build equals what the live runtime builds)."""
     window, neighbours, sequence = stream
-    graph = InstanceGraph(window, sequence.shape[1], neighbours)
+    graph = InstanceGraph(window, sequence.shape[1], neighbours, similarity=similarity)
     batch = torch.full((len(sequence), window, sequence.shape[1]), float("nan"))
     node_mask = torch.zeros(len(sequence), window, dtype=torch.bool)
     streamed = []
@@ -110,7 +114,7 @@ def test_build_graph_matches_instance_graph(stream):
         batch[b, : graph.n] = torch.tensor(graph.nodes)
         node_mask[b, : graph.n] = True
         streamed.append((graph.n, graph.weights.copy(), graph.scale_masks.copy()))
-    weights, masks = build_graph(batch, node_mask, neighbours)
+    weights, masks = build_graph(batch, node_mask, neighbours, similarity)
     for b, (n, expected_weights, expected_masks) in enumerate(streamed):
         np.testing.assert_allclose(weights[b, :n, :n].numpy(), expected_weights, atol=1e-6)
         np.testing.assert_array_equal(masks[b, :, :n, :n].numpy(), expected_masks)
@@ -190,6 +194,21 @@ def test_bad_window(window):
 def test_bad_neighbours():
     with pytest.raises(ValueError):
         InstanceGraph(4, neighbours=0)
+
+
+def test_bad_similarity():
+    with pytest.raises(ValueError, match="cosine, l1, euclidean, emd"):
+        InstanceGraph(4, similarity="manhattan")
+
+
+def test_distance_similarities_rescale_when_a_node_comes():
+    """s is the window's mean distance: a far-away newcomer makes the old pair relatively closer."""
+    graph = InstanceGraph(3, 1, similarity="l1")
+    for x in (0.0, 1.0):
+        graph.push(np.array([x], np.float32))
+    assert graph.similarity[0, 1] == 0.5  # D = s = 1
+    graph.push(np.array([10.0], np.float32))  # D: 1, 10, 9; s = 20 / 3
+    assert graph.similarity[0, 1] == np.float32(1 / (1 + 3 / 20))
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")

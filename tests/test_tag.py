@@ -81,6 +81,7 @@ def test_one_row_per_input_with_errors_for_bad_files(tiny_model, tmp_path, capsy
         assert "\n" not in row["error"] and row["seconds"] is None and row["probs"] is None
     assert "1.00 s is needed" in by_name["short.wav"]["error"] and by_name["short.wav"]["duration"] == 0.5
     assert by_name["missing.wav"]["duration"] is None and by_name["bad.wav"]["duration"] is None
+    assert by_name["missing.wav"]["error"] == f"no such file: {files[-1]}"  # not libsndfile's "System error."
     model_thresholds = thresholds(tiny_model)
     for name, seconds in (("tone.wav", 3), ("noise.flac", 2), ("long.wav", 12)):
         check_row(by_name[name], model_thresholds)

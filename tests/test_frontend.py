@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 import torch
 
+from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
 from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, load_audioset,
-                                  load_frontend, probe_frames, save_frontend, seeded_init)
+                                  load_frontend, save_frontend, seeded_init)
+
+
+def probe_frames() -> np.ndarray:
+    """Two fixed 1 s frames: a chord of sines and seeded noise (identical everywhere)."""
+    t = np.arange(2 * FRAME_SAMPLES) / SAMPLE_RATE
+    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 1760.0))
+    noise = np.random.Generator(np.random.PCG64(2025)).random(t.size) - 0.5
+    return (chord + 0.1 * noise).astype(np.float32).reshape(2, FRAME_SAMPLES)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +137,18 @@ def test_trunk_from_audioset_weights_gives_the_same_conv_activations(audioset_fi
         expected = full.net.vgg.features(examples)
         blocks = trunk.net.block_outputs(examples)
     torch.testing.assert_close(torch.nn.functional.max_pool2d(blocks[-1], 2), expected)
+
+
+def test_fingerprint_hashes_the_stored_weights_not_computed_outputs(trunk):
+    """The identity is the same on every machine: it depends on the fp16 weights only, so a
+    change below fp16 precision keeps it and any stored change alters it."""
+    state = trunk.net.state_dict()
+    fingerprint = trunk.fingerprint()
+    nudged = Frontend(TRUNK)
+    nudged.net.load_state_dict({k: v * (1 + 1e-5) for k, v in state.items()})
+    assert nudged.fingerprint() == fingerprint  # below fp16's resolution (~1e-3 relative)
+    nudged.net.load_state_dict({k: v + (k == "head.1.bias") * 0.01 for k, v in state.items()})
+    assert nudged.fingerprint() != fingerprint
 
 
 def test_fingerprint_identical_in_two_fresh_processes():

@@ -1,5 +1,5 @@
-"""`mmgat-train frontend`: a head fitted on pooled trunk statistics, and the embedding cache it
-leaves behind equals what the saved frontend computes."""
+"""`mmgat-train frontend`: end-to-end training writes a loadable frontend and the embedding cache
+it computes; a stopped run resumes; BatchNorm folds into the convolutions."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import json
 
 import numpy as np
 import soundfile
+import torch
 
 from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
-from mmgat.model.frontend import load_frontend
+from mmgat.model.frontend import TRUNK, Frontend, VGGishTrunk, load_frontend, seeded_init
 from mmgat.model.labels import CLASSES
 from mmgat.model.train import cli
 from mmgat.model.train.data import cache_path, read_cache, synth_split
+from mmgat.model.train.train_frontend import fold_batch_norm, state_path, with_batch_norm
 
 SECONDS = 3
 
@@ -39,13 +41,17 @@ def write_tone_set(directory, clips_per_split=(6, 2)):
     return records
 
 
+def train(data, out, *extra):
+    return cli.main(["frontend", "--data", str(data), "--out", str(out), "--epochs", "8",
+                     "--seed", "0", *extra])
+
+
 def test_frontend_training_writes_a_loadable_frontend_and_its_embedding_cache(tmp_path):
     data, out = tmp_path / "data", tmp_path / "fe.pt"
     records = write_tone_set(data)
-    code = cli.main(["frontend", "--data", str(data), "--out", str(out), "--head-epochs", "3",
-                     "--minutes", "0", "--seed", "0"])
-    assert code == 0
+    assert train(data, out) == 0
     frontend = load_frontend(out)
+    assert frontend.meta["steps"] == frontend.meta["total_steps"] == 2  # 8 epochs of 18 s / 64
     paths, instances, recorded = read_cache(cache_path(data, "embedding"))
     assert paths == [r["path"] for r in records]
     assert recorded == {"name": "vggish-trunk", "file": str(out),
@@ -56,18 +62,38 @@ def test_frontend_training_writes_a_loadable_frontend_and_its_embedding_cache(tm
         np.testing.assert_allclose(cached, fresh, atol=2e-3 * np.abs(fresh).max())
 
 
-def test_pooled_statistics_are_cached_per_trunk(tmp_path):
+def test_a_stopped_run_resumes_where_it_stopped(tmp_path):
+    """--minutes stops after the first step (checkpointed); --resume finishes the schedule with
+    the same batches, so the trained weights equal those of an uninterrupted run."""
     data = tmp_path / "data"
     write_tone_set(data)
+    assert train(data, tmp_path / "whole.pt") == 0
+    whole = torch.load(state_path(data), weights_only=False)
+    assert train(data, tmp_path / "parts.pt", "--minutes", "1e-6") == 0
+    assert not (tmp_path / "parts.pt").exists()
+    assert torch.load(state_path(data), weights_only=False)["step"] == 1
+    assert train(data, tmp_path / "parts.pt", "--resume") == 0
+    parts = torch.load(state_path(data), weights_only=False)
+    assert parts["step"] == whole["step"] == 2
+    for key, value in whole["model"].items():
+        torch.testing.assert_close(parts["model"][key], value, atol=1e-5, rtol=1e-4)
+    assert train(data, tmp_path / "other.pt", "--resume", "--epochs", "16") == 1  # another run
 
-    def train(seed, name):
-        args = ["frontend", "--data", str(data), "--out", str(tmp_path / name), "--head-epochs", "1",
-                "--minutes", "0", "--seed", str(seed)]
-        assert cli.main(args) == 0
-        return read_cache(cache_path(data, "pooled"))[2]["fingerprint"], \
-            cache_path(data, "pooled").stat().st_mtime_ns
 
-    first = train(0, "a.pt")
-    assert train(0, "b.pt") == first  # same trunk: read, not recomputed nor rewritten
-    other = train(1, "c.pt")  # another seeded trunk: its own statistics replace them
-    assert other[0] != first[0] and other[1] != first[1]
+def test_batch_norm_folds_into_the_convolutions():
+    """Trained with BatchNorm, saved as torchvggish's plain layers: same outputs (1e-4)."""
+    torch.manual_seed(0)
+    net = with_batch_norm(seeded_init(Frontend(TRUNK), 3).net)
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        net.train()(torch.randn(16, 1, 96, 64) * 3 + 1)
+        for layer in net.features:
+            if isinstance(layer, torch.nn.Sequential):
+                layer[1].weight.uniform_(0.5, 2.0)
+                layer[1].bias.uniform_(-0.5, 0.5)
+    examples = torch.randn(4, 1, 96, 64)
+    with torch.no_grad():
+        expected = net.eval()(examples)
+        folded = fold_batch_norm(net)
+        assert not any(isinstance(layer, torch.nn.Sequential) for layer in folded.features)
+        assert set(folded.state_dict()) == set(VGGishTrunk().state_dict())
+        torch.testing.assert_close(folded(examples), expected, atol=1e-4, rtol=1e-4)

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmgat.model.audio import LogMel, load_audio, split_frames
+from mmgat.model.audio import STFT_HOP_SAMPLES, LogMel, load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, DEFAULT_FRONTEND, default_device, load_frontend,
-                                  probe_fingerprint, probe_frames)
+                                  weights_fingerprint)
 from mmgat.model.graph import build_graph
 from mmgat.model.labels import CLASSES, NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.train.progress import track
@@ -122,7 +122,10 @@ class LogMelStats(torch.nn.Module):
         return torch.cat([mel.mean(dim=1), mel.std(dim=1)], dim=1).float().cpu().numpy()
 
     def fingerprint(self) -> str:
-        return probe_fingerprint(LogMelStats().embed(probe_frames()))
+        """No weights: the log-mel's mel matrix, window and hop define these statistics."""
+        return weights_fingerprint(self.name, {
+            "mel": self.log_mel.mel, "window": self.log_mel.spectrogram.window,
+            "hop": torch.tensor(STFT_HOP_SAMPLES)})
 
 
 def cache_path(directory, input_kind: str) -> Path:
@@ -371,31 +374,34 @@ def training_batches(clips: ClipSet, batch_size: int, window: int, config, devic
         yield batch
 
 
-def window_starts(length: int, window: int) -> list[int]:
-    """Evaluation windows over a clip: hop window // 2 (at least 1), the last one ending at the
-    clip's end; a clip no longer than the window is one window."""
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window + 1, max(1, window // 2)))
-    return starts if starts[-1] == length - window else starts + [length - window]
+def served_windows(length: int, window: int) -> list[tuple[int, int]]:
+    """The windows mmgat-live and mmgat-tag score over a clip at hop 1 s: one ending at every
+    whole second, shorter at the start while the window fills: (start, end) pairs."""
+    return [(max(0, end - window), end) for end in range(1, length + 1)]
 
 
 def predict_clips(score, clips: ClipSet, window: int, config, device, batch_size: int = 64):
-    """Clip probabilities = max over the clip's windows of each window's probabilities.
+    """The model's outputs over each clip as users are served them (`served_windows`).
 
-    `score(batch) -> (probs (B, C), group_probs (B, G))` numpy, for a torch model or an ONNX
-    session alike. Returns (probs (N, C), group_probs (N, G))."""
-    pieces = [(i, clips.features[i][s: s + window])
-              for i in range(len(clips)) for s in window_starts(len(clips.features[i]), window)]
+    Clip probabilities: the maximum over the clip's windows. Per-second probabilities: each
+    second's node probability in the last window that holds it (the most audio after it), as
+    mmgat-tag reports per second and the live heat strip finally shows. `score(batch) -> (probs (B, C), group_probs (B, G),
+    node_probs (B, N, C))` numpy, for a torch model or an ONNX session alike.
+    Returns (probs (N, C), group_probs (N, G), per clip (n_seconds, C) second probabilities)."""
+    pieces = [(i, start, end) for i in range(len(clips))
+              for start, end in served_windows(len(clips.features[i]), window)]
     probs = np.zeros((len(clips), NUM_CLASSES), dtype=np.float32)
     group_probs = np.zeros((len(clips), NUM_GROUPS), dtype=np.float32)
-    for start in range(0, len(pieces), batch_size):
-        owners, windows = zip(*pieces[start: start + batch_size])
-        window_probs, window_groups = score(collate(list(windows), config, device))
-        for owner, p, g in zip(owners, window_probs, window_groups):
+    second_probs = [np.zeros((len(f), NUM_CLASSES), dtype=np.float32) for f in clips.features]
+    for first in range(0, len(pieces), batch_size):
+        chosen = pieces[first: first + batch_size]
+        batch = collate([clips.features[i][start:end] for i, start, end in chosen], config, device)
+        window_probs, window_groups, node_probs = score(batch)
+        for (owner, start, end), p, g, nodes in zip(chosen, window_probs, window_groups, node_probs):
             np.maximum(probs[owner], p, out=probs[owner])
             np.maximum(group_probs[owner], g, out=group_probs[owner])
-    return probs, group_probs
+            second_probs[owner][start:end] = nodes[: end - start]  # later windows overwrite
+    return probs, group_probs, second_probs
 
 
 def torch_scorer(model):
@@ -404,7 +410,8 @@ def torch_scorer(model):
     def score(batch):
         out = model(batch["nodes"], batch["weights"], batch["scale_masks"], batch["node_mask"])
         probs = torch.sigmoid(out["logits"]).float().cpu().numpy()
+        node_probs = torch.sigmoid(out["node_logits"]).float().cpu().numpy()
         if "group_logits" in out:
-            return probs, torch.sigmoid(out["group_logits"]).float().cpu().numpy()
-        return probs, group_max(probs)  # no auxiliary head: its most probable member
+            return probs, torch.sigmoid(out["group_logits"]).float().cpu().numpy(), node_probs
+        return probs, group_max(probs), node_probs  # no auxiliary head: its most probable member
     return score

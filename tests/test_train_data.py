@@ -239,14 +239,14 @@ def test_collate_pads_and_builds_the_graph():
     assert torch.equal(batch["scale_masks"][0, :, :3, :3], masks[0])
 
 
-def test_evaluation_windows_cover_the_clip():
-    assert data_module.window_starts(7, 10) == [0]
-    assert data_module.window_starts(10, 10) == [0]
-    assert data_module.window_starts(19, 10) == [0, 5, 9]
-    for length in range(1, 40):
-        starts = data_module.window_starts(length, 4)
-        covered = set().union(*(range(s, min(s + 4, length)) for s in starts))
-        assert covered == set(range(length)) and starts[-1] + min(4, length) == length
+def test_evaluation_windows_are_those_users_are_served():
+    """Hop 1 s: a window ends at every second, W long once the window has filled."""
+    assert data_module.served_windows(3, 10) == [(0, 1), (0, 2), (0, 3)]
+    assert data_module.served_windows(12, 10)[-3:] == [(0, 10), (1, 11), (2, 12)]
+    for length in range(1, 30):
+        windows = data_module.served_windows(length, 4)
+        assert [end for _, end in windows] == list(range(1, length + 1))
+        assert all(end - start == min(end, 4) for start, end in windows)
 
 
 def test_a_subset_sharing_the_cache_embeds_nothing_and_new_clips_are_added(tmp_path, monkeypatch):

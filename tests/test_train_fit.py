@@ -11,6 +11,7 @@ from test_train_data import TEST_FINGERPRINT, one_thread, write_synthetic_set  #
 
 from mmgat.model.labels import CLASSES, GROUPS, NUM_CLASSES
 from mmgat.model.train.cli import main
+from mmgat.model.train.data import load_data
 from mmgat.model.train.evaluate import evaluate
 from mmgat.model.train.fit import fit, load_checkpoint
 
@@ -33,6 +34,9 @@ def test_overfits_32_clips(synthetic_set, tmp_path):
     assert summary["training"]["splits"]["train"] == 32
     report = evaluate(tmp_path / "ckpt", synthetic_set, "train", "cpu")
     assert report["f1_micro"] > 0.95, summary["history"]
+    assert report["per_second"]["seconds"] == sum(len(f) for f in load_data(
+        synthetic_set).subset("train").features)
+    assert report["per_second"]["f1_micro"] > 0.8  # each second from the last window holding it
     assert json.loads((tmp_path / "ckpt" / "metrics.json").read_text())["best_epoch"] >= 1
 
 
@@ -113,5 +117,7 @@ def test_eval_of_the_exported_artifact_matches_the_checkpoint(tmp_path):
     from_checkpoint = evaluate(tmp_path / "ckpt", data, "all", "cpu")
     from_artifact = evaluate(artifact, data, "all", "cpu")
     assert from_artifact["f1_micro"] == pytest.approx(from_checkpoint["f1_micro"], abs=1e-6)
+    assert from_artifact["per_second"]["f1_micro"] == pytest.approx(
+        from_checkpoint["per_second"]["f1_micro"], abs=1e-3)
     assert from_artifact["map"] == pytest.approx(from_checkpoint["map"], abs=1e-3)
     assert from_artifact["clips"] == 18

@@ -108,7 +108,7 @@ def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> M
 def validate(model, clips, window, device) -> tuple[dict, np.ndarray, np.ndarray]:
     """-> (val metrics at per-class thresholds tuned on val, thresholds, group thresholds)."""
     model.eval()
-    probs, group_probs = predict_clips(torch_scorer(model), clips, window, model.config, device)
+    probs, group_probs, _ = predict_clips(torch_scorer(model), clips, window, model.config, device)
     thresholds = tune_thresholds(clips.targets, probs, clips.label_mask)
     groups, group_mask = masked_group_targets(clips.targets, clips.label_mask)
     group_thresholds = tune_thresholds(groups, group_probs, group_mask)

@@ -142,11 +142,13 @@ def test_trunk_from_audioset_weights_gives_the_same_conv_activations(audioset_fi
 def test_fingerprint_hashes_the_stored_weights_not_computed_outputs(trunk):
     """The identity is the same on every machine: it depends on the fp16 weights only, so a
     change below fp16 precision keeps it and any stored change alters it."""
-    state = trunk.net.state_dict()
-    fingerprint = trunk.fingerprint()
-    nudged = Frontend(TRUNK)
+    stored = Frontend(TRUNK)  # the weights as a frontend file holds them (fp16)
+    stored.net.load_state_dict({k: v.half().float() for k, v in trunk.net.state_dict().items()})
+    state, fingerprint = stored.net.state_dict(), stored.fingerprint()
+    assert trunk.fingerprint() == fingerprint
+    nudged = Frontend(TRUNK)  # float noise around them, well below fp16's half step (~2.4e-4)
     nudged.net.load_state_dict({k: v * (1 + 1e-5) for k, v in state.items()})
-    assert nudged.fingerprint() == fingerprint  # below fp16's resolution (~1e-3 relative)
+    assert nudged.fingerprint() == fingerprint
     nudged.net.load_state_dict({k: v + (k == "head.1.bias") * 0.01 for k, v in state.items()})
     assert nudged.fingerprint() != fingerprint
 

@@ -235,10 +235,11 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
                                            state["spent_s"])
 
     def checkpoint():
-        save_state(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                                "step": step, "best": best, "best_weights": best_weights,
-                                "spent_s": spent, "total_steps": total_steps, "seed": seed})
+        save_state(checkpoint_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "generator": generator.get_state(), "step": step,
+            "best": best, "best_weights": best_weights, "spent_s": spent,
+            "total_steps": total_steps, "seed": seed})
 
     loss_fn = nn.BCEWithLogitsLoss()
     started = time.monotonic()
@@ -258,7 +259,8 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
             optimizer.step()
             schedule.step()
             step += 1
-            loss = 0.98 * loss + 0.02 * loss_value.item() if loss == loss else loss_value.item()
+            loss = loss_value.item() if step == first_step + 1 else \
+                0.98 * loss + 0.02 * loss_value.item()  # smoothed, for the display
             now = time.monotonic()
             out_of_time = now >= deadline
             if now - last_check >= VALIDATE_EVERY_S or step == total_steps or out_of_time:

@@ -385,8 +385,9 @@ def predict_clips(score, clips: ClipSet, window: int, config, device, batch_size
 
     Clip probabilities: the maximum over the clip's windows. Per-second probabilities: each
     second's node probability in the last window that holds it (the most audio after it), as
-    mmgat-tag reports per second and the live heat strip finally shows. `score(batch) -> (probs (B, C), group_probs (B, G),
-    node_probs (B, N, C))` numpy, for a torch model or an ONNX session alike.
+    mmgat-tag reports per second and the live heat strip finally shows.
+    `score(batch) -> (probs (B, C), group_probs (B, G), node_probs (B, N, C))` numpy, for a
+    torch model or an ONNX session alike.
     Returns (probs (N, C), group_probs (N, G), per clip (n_seconds, C) second probabilities)."""
     pieces = [(i, start, end) for i in range(len(clips))
               for start, end in served_windows(len(clips.features[i]), window)]

@@ -62,6 +62,7 @@ def build_metadata(checkpoint: dict, model: MMGAT) -> dict:
         "classes": list(CLASSES), "groups": list(GROUPS),
         "thresholds": [float(t) for t in checkpoint["thresholds"]],
         "group_thresholds": [float(t) for t in checkpoint["group_thresholds"]],
+        "second_thresholds": [float(t) for t in checkpoint["second_thresholds"]],
         "window": int(checkpoint["window"]), "hop": float(checkpoint["hop"]),
         "neighbours": model.config.neighbours, "similarity": model.config.similarity,
         "input_dim": model.config.input_dim,

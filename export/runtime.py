@@ -1,8 +1,8 @@
 """Load an exported MMGAT artifact and score windows with ONNX Runtime (CUDA EP -> CPU).
 
 An artifact is `NAME.onnx` with its metadata inside (JSON under the `mmgat` key) and
-`NAME.onnx.sha256` beside it; the frontend it was trained on lies beside it too (or is the
-shipped default), and is accepted only when its fingerprint matches the metadata.
+`NAME.onnx.sha256` beside it; the frontend file it was trained on lies beside it too, and is
+accepted only when its fingerprint matches the metadata.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmgat.model.frontend import (ASSETS, DEFAULT_FRONTEND, Frontend, default_device,
-                                  load_frontend)
+from mmgat.model.frontend import ASSETS, Frontend, default_device, load_frontend
 from mmgat.model.graph import SIMILARITIES
 from mmgat.model.labels import CLASSES, GROUPS
 
@@ -22,7 +21,8 @@ DEFAULT_MODEL = ASSETS / "mmgat.onnx"
 METADATA_KEY = "mmgat"
 INPUTS = ("nodes", "weights", "scale_masks", "node_mask")
 OUTPUTS = ("probs", "group_probs", "node_probs")
-REQUIRED_METADATA = ("classes", "groups", "thresholds", "group_thresholds", "window", "hop",
+REQUIRED_METADATA = ("classes", "groups", "thresholds", "group_thresholds", "second_thresholds",
+                     "window", "hop",
                      "neighbours", "frontend_name", "frontend_fingerprint", "frontend_file",
                      "text_encoder", "version", "training")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -65,6 +65,12 @@ def graph_settings(metadata: dict, source) -> dict:
     return {"neighbours": neighbours, "similarity": similarity}
 
 
+def active_classes(classes, probs, thresholds) -> list[str]:
+    """What users are shown as playing: the classes whose clip probability is at or over the
+    model's threshold for it (the one rule behind `active`, the dashboard and tag labels)."""
+    return [name for name, p, threshold in zip(classes, probs, thresholds) if p >= threshold]
+
+
 class MMGATSession:
     """One ONNX Runtime session of an MMGAT artifact; `score` takes padded batches of graphs."""
 
@@ -93,7 +99,8 @@ class MMGATSession:
         self.metadata = check_metadata(metadata, self.path)
         self.graph = graph_settings(self.metadata, self.path)  # StreamState / InstanceGraph keywords
         self.provider = self.session.get_providers()[0]
-        self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
+        self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)  # clip probs
+        self.second_thresholds = np.asarray(self.metadata["second_thresholds"], dtype=np.float32)
 
     def score(self, nodes, weights, scale_masks, node_mask) -> dict:
         """nodes (B, N, D) f32, weights (B, N, N) f32, scale_masks (B, 3, N, N) bool,
@@ -117,7 +124,10 @@ def frontend_path_for(session: MMGATSession) -> Path:
         raise ModelError(f"{session.path.name} names no frontend file (it was trained on "
                          f"{session.metadata['frontend_name']}); it cannot run live")
     beside = session.path.parent / name
-    return beside if beside.is_file() else DEFAULT_FRONTEND
+    if not beside.is_file():  # mmgat-export copies it there; a model alone is not enough
+        raise ModelError(f"{session.path.name} needs its frontend {name} beside it: "
+                         f"{beside} not found")
+    return beside
 
 
 def load_runtime(model_path=None, cpu: bool = False,

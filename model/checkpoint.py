@@ -13,7 +13,7 @@ CHECKPOINT_FILE = "model.pt"
 
 
 def save_checkpoint(path, model: MMGAT, **fields) -> Path:
-    """fields: thresholds, group_thresholds, text_encoder, frontend {name, fingerprint, file},
+    """fields: thresholds, group_thresholds, second_thresholds, text_encoder, frontend {name, fingerprint, file},
     training (data summary), metrics, window, hop."""
     path = Path(path)
     if path.suffix != ".pt":

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torchvggish.torchvggish import VGG, make_layers
 
-from mmgat.model.audio import EMBED_DIM, FRAME_SAMPLES, SAMPLE_RATE, LogMel
+from mmgat.model.audio import EMBED_DIM, LogMel
 
 AUDIOSET = "vggish-audioset"
 TRUNK = "vggish-trunk"

@@ -160,7 +160,6 @@ def ignore_further_signals() -> None:
 
 def prepare(args, source):
     """Model, frontend, stream state and the facts the display shows -> (pipeline, state, info)."""
-    import numpy as np
     import torch
 
     from mmgat.export.runtime import load_runtime
@@ -182,7 +181,7 @@ def prepare(args, source):
                    model=str(session.path), provider=session.provider,
                    frontend=f"{frontend.name} {frontend.recorded_fingerprint or ''} on {frontend.device}",
                    window=window, hop=hop, classes=tuple(meta["classes"]), groups=tuple(meta["groups"]),
-                   thresholds=np.asarray(meta["thresholds"], np.float32))
+                   thresholds=session.thresholds)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
     return pipeline, state, info

@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from mmgat.export.runtime import active_classes
 from mmgat.stream.latency import STAGES, LatencyStats
 from mmgat.stream.pipeline import Update
 
@@ -134,9 +135,10 @@ class LiveDisplay:
         table.add_column("p", justify="right")
         table.add_column("thr", justify="right", style="dim")
         table.add_column(f"last {heat_cells} s" if heat_cells else "", no_wrap=True)
+        playing = active_classes(info.classes, update.probs, info.thresholds)
         for c, name in enumerate(info.classes):
             p, threshold = float(update.probs[c]), float(info.thresholds[c])
-            active = p >= threshold
+            active = name in playing
             table.add_row(Text(name, style="bold green" if active else ""), probability_bar(p, threshold, active),
                           f"{p:.2f}", f"{threshold:.2f}", heat_strip(update.node_probs[:, c], heat_cells))
 
@@ -172,8 +174,8 @@ class PlainLines:
         self.console.print(f"mmgat-live: {self.info.summary()}", soft_wrap=True, highlight=False, markup=False)
 
     def update(self, update: Update) -> None:
-        classes, thresholds = self.info.classes, self.info.thresholds
-        active = [name for name, p, thr in zip(classes, update.probs, thresholds) if p >= thr]
+        classes = self.info.classes
+        active = active_classes(classes, update.probs, self.info.thresholds)
         top = np.argsort(-update.probs)[:3]
         line = (f"t {update.t:8.2f} s | active: {', '.join(active) or '-'} | top: "
                 + " ".join(f"{classes[c]} {float(update.probs[c]):.2f}" for c in top)

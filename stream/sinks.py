@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from mmgat.export.runtime import active_classes
 from mmgat.stream.pipeline import Update
 
 
@@ -17,7 +18,7 @@ def record(update: Update, classes, groups, thresholds: np.ndarray) -> dict:
     return {
         "t": round(update.t, 4),
         "probs": {name: round(float(p), 5) for name, p in zip(classes, update.probs)},
-        "active": [name for name, p, threshold in zip(classes, update.probs, thresholds) if p >= threshold],
+        "active": active_classes(classes, update.probs, thresholds),
         "seconds": np.round(update.node_probs.astype(float), 5).tolist(),
         "latency_ms": {stage: round(ms, 3) for stage, ms in update.latency_ms.items()},
         "overruns": int(update.overruns),

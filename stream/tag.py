@@ -151,16 +151,11 @@ class Tagger:
     """The runtime (artifact, frontend, Pipeline) and the settings every file is tagged with."""
 
     def __init__(self, options: Options):
-        import numpy as np
-        import torch
-
         from mmgat.export.runtime import load_runtime
         from mmgat.stream.cli import DEFAULT_WINDOW
         from mmgat.stream.pipeline import Pipeline, check_window, hop_samples
 
         session, frontend = load_runtime(options.model, cpu=options.cpu, intra_op_threads=options.threads)
-        if frontend.device.type == "cpu":
-            torch.set_num_threads(options.threads)  # as mmgat-live: torch would take every core
         meta = session.metadata
         self.options = options
         self.window = check_window(options.window if options.window is not None
@@ -168,7 +163,7 @@ class Tagger:
         self.hop = hop_samples(TAG_HOP_SECONDS)
         self.graph = session.graph  # the model's neighbours and similarity
         self.classes = tuple(meta["classes"])
-        self.thresholds = np.asarray(meta["thresholds"], np.float32)
+        self.thresholds = session.thresholds
         self.pipeline = Pipeline(session, frontend)
         self.pipeline.warm_up()
 
@@ -219,22 +214,22 @@ class _File:
     def __init__(self, index: int, path: str, stream, classes: int):
         import numpy as np
 
+        from mmgat.model.serving import LatestPerSecond
+
         self.index, self.path, self.stream = index, path, stream
-        self.seconds: list = []  # per second: node probs from the latest window holding it
+        self.seconds = LatestPerSecond()
         self.clip = np.zeros(classes, np.float32)  # running max of the window probs
         self.updates = 0
 
     def add(self, update) -> None:
         import numpy as np
 
-        k = self.updates  # hop = 1 frame = 1 s: the k-th update ends at second k + 1
-        n = len(update.node_probs)
-        self.seconds.append(None)
-        self.seconds[k - n + 1:k + 1] = np.array(update.node_probs, np.float32)
+        self.seconds.add(round(update.t), update.node_probs)  # hop 1 s: t is a whole second
         self.clip = np.maximum(self.clip, update.probs)
         self.updates += 1
 
     def row(self, classes, thresholds) -> dict:
+        from mmgat.export.runtime import active_classes
         from mmgat.model.audio import SAMPLE_RATE
         from mmgat.stream.sources import too_short
 
@@ -246,9 +241,9 @@ class _File:
         return {
             "path": self.path,
             "duration": duration,
-            "seconds": [[round(float(p), ROUND) for p in second] for second in self.seconds],
+            "seconds": self.seconds.array().astype(float).round(ROUND).tolist(),
             "probs": dict(zip(classes, probs)),
-            "labels": [name for name, p, t in zip(classes, probs, thresholds) if p >= t],
+            "labels": active_classes(classes, probs, thresholds),
             "error": None,
         }
 
@@ -272,6 +267,7 @@ def error_row(path: str, error, duration: float | None = None) -> dict:
 def tag_chunk(items, options: dict) -> list:
     """A Ray task: the local engine over a chunk of (index, path). A user error (bad model) comes
     back as ("fatal", message) rather than a remote traceback."""
+    use_threads(options["threads"])  # this Ray worker process is ours while the task runs
     try:
         tagger = Tagger(Options(**options))
     except (ValueError, OSError) as error:
@@ -468,10 +464,18 @@ def check_args(args) -> None:
         raise TagError(f"--out {args.out} is a directory")
 
 
+def use_threads(threads: int) -> None:
+    """torch's CPU threads for this process: as mmgat-live, torch would take every core."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def tag(args) -> int:
     from mmgat.stream.cli import ignore_further_signals, signals_interrupt
 
     check_args(args)
+    use_threads(args.threads)
     paths = expand_paths(args.paths)
     if not paths:
         raise TagError(f"no audio files in {', '.join(args.paths)}")

@@ -25,6 +25,7 @@ def make_checkpoint(directory, seed: int = 0, **config):
     model = MMGAT(model_config, text if model_config.label_embeddings else None).eval()
     return save_checkpoint(
         directory / "ckpt", model, thresholds=[0.5] * NUM_CLASSES, group_thresholds=[0.5] * 3,
+        second_thresholds=[0.5] * NUM_CLASSES,
         text_encoder="random-test", window=10, hop=1.0, training={"clips": 0, "note": "test"},
         frontend={"name": frontend.name, "fingerprint": fingerprint, "file": str(frontend_file)},
         metrics={})

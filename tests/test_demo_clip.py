@@ -11,6 +11,7 @@ import pytest
 
 from mmgat.model.frontend import ASSETS
 from mmgat.model.labels import CLASSES
+from mmgat.model.serving import LatestPerSecond
 
 DEMO = ASSETS / "demo.flac"
 LABELS = ASSETS / "demo.labels.json"
@@ -22,19 +23,18 @@ def heard_per_second(records: list[dict], duration: int, thresholds) -> np.ndarr
     """(duration, C) bool: was class c heard in second k (audio k..k+1 s)?
 
     A record at time t scores the window ending at t: its `seconds` rows are the nodes of the
-    seconds t - n .. t - 1 (n rows, oldest first). Second k is judged by its node in the LAST
-    window that holds it (the record at min(k + W, end)): the one with the most audio after it,
-    i.e. what the dashboard's heat strip finally shows and what `mmgat-tag` reports per second.
-    Heard = that node's probability >= the model's threshold for the class.
+    seconds t - n .. t - 1 (n rows, oldest first). Second k is judged by its node in the last
+    window that holds it (`mmgat.model.serving`), as `mmgat-tag` reports per second.
+    Heard = that node's probability >= the model's per-second threshold for the class.
     """
-    latest = {}
+    seconds = LatestPerSecond()
     for record in records:
         t = int(round(record["t"]))
         assert t == record["t"], "one record per whole second (hop 1 s) is assumed"
-        for j, row in enumerate(record["seconds"]):
-            latest[t - len(record["seconds"]) + j] = row  # later records overwrite earlier ones
-    assert sorted(latest) == list(range(duration)), "every second of the clip must be scored"
-    return np.array([latest[k] for k in range(duration)]) >= np.asarray(thresholds)
+        seconds.add(t, record["seconds"])
+    heard = seconds.array()
+    assert len(heard) == duration, "every second of the clip must be scored"
+    return heard >= np.asarray(thresholds)
 
 
 def misheard(heard: np.ndarray, labels: np.ndarray) -> list[str]:
@@ -101,6 +101,6 @@ def test_the_shipped_model_hears_its_demo_clip(tmp_path, capsys):
     capsys.readouterr()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     labels = demo_labels()
-    heard = heard_per_second(records, len(labels), MMGATSession(cpu=True).thresholds)
+    heard = heard_per_second(records, len(labels), MMGATSession(cpu=True).second_thresholds)
     problems = misheard(heard, labels)
     assert not problems, "misheard: " + "; ".join(problems)

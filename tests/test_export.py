@@ -126,3 +126,12 @@ def test_the_shipped_model_verifies_and_runs_with_the_frontend_it_names():
     session, frontend = load_runtime(cpu=True)
     assert frontend.recorded_fingerprint == session.metadata["frontend_fingerprint"]
     assert frontend.fingerprint() == frontend.recorded_fingerprint  # the weights as they load
+
+
+def test_a_model_without_its_frontend_beside_it_is_an_error_naming_the_file(tiny_model, tmp_path):
+    alone = tmp_path / "alone.onnx"
+    for suffix in ("", ".sha256"):
+        shutil.copyfile(f"{tiny_model}{suffix}", f"{alone}{suffix}")
+    frontend_name = MMGATSession(alone).metadata["frontend_file"]
+    with pytest.raises(ModelError, match=f"needs its frontend {frontend_name}"):
+        load_runtime(alone)

@@ -287,3 +287,13 @@ def test_stdin_shorter_than_a_frame(tiny_model, pcm, expected):
                      "--as-fast-as-possible"], input=pcm)
     assert done.returncode == 1
     assert expected in one_error_line(done.stderr.decode())
+
+
+@pytest.mark.parametrize("sink", ["--jsonl", "--csv"])
+def test_a_full_disk_is_one_line_and_a_failure(tiny_model, clip_44k_stereo, capsys, sink):
+    from mmgat.stream.cli import main
+
+    status = main(["--file", str(clip_44k_stereo), "--model", str(tiny_model), sink, "/dev/full",
+                   "--cpu", "--no-display", "--as-fast-as-possible"])
+    assert status == 1
+    assert "No space left on device" in one_error_line(capsys.readouterr().err)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,17 +12,18 @@ import soundfile
 
 from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.labels import CLASSES, ONSET_GROUPS
-from mmgat.model.train import augment, cli, compose, synth
+from mmgat.model.train import augment, cli, compose, fluidsynth, planning, render, singing, synth
 
-FLUID_R3 = synth.DEFAULT_SOUNDFONTS[0]
+FLUID_R3 = synth.find_soundfont("FluidR3_GM.sf2")
+ESPEAK = singing.espeak_version() is not None
 
 
 def _fluidsynth_ready() -> bool:
     try:
-        synth.libfluidsynth()
+        fluidsynth.libfluidsynth()
     except OSError:
         return False
-    return FLUID_R3.is_file()
+    return FLUID_R3 is not None
 
 
 needs_fluidsynth = pytest.mark.skipif(
@@ -33,8 +35,8 @@ PART_KEYS = {"class", "program", "bank", "soundfont", "start_s", "end_s", "gain_
 
 @pytest.fixture(scope="module")
 def fluid_r3():
-    synths = {FLUID_R3: synth.FluidSynth(FLUID_R3)}
-    yield synths, [synth.SoundFont(FLUID_R3, synths[FLUID_R3].presets)]
+    synths = {FLUID_R3: fluidsynth.FluidSynth(FLUID_R3)}
+    yield synths, [planning.SoundFont(FLUID_R3, synths[FLUID_R3].presets)]
     synths[FLUID_R3].close()
 
 
@@ -68,9 +70,9 @@ def _second_rms_db(audio):
 @pytest.mark.parametrize("instrument", ["piano", "drums", "cymbals", "mandolin", "voice", "bass"])
 def test_energy_only_where_the_labels_say(fluid_r3, instrument):
     synths, soundfonts = fluid_r3
-    plan = synth.plan_clip(11, soundfonts, 10, 10, classes=(instrument,))
+    plan = planning.plan_clip(11, soundfonts, 10, 10, classes=(instrument,), espeak=ESPEAK)
     part = dataclasses.replace(plan.parts[0], start_s=3, end_s=6)
-    clip = synth.render_plan(dataclasses.replace(plan, parts=(part,)), synths)
+    clip = render.render_plan(dataclasses.replace(plan, parts=(part,)), synths)
 
     labels = clip.second_labels[:, CLASSES.index(instrument)]
     assert labels.tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 0, 0]
@@ -102,7 +104,7 @@ def test_schedule_leaves_no_second_empty():
     rng = np.random.default_rng(0)
     for _ in range(200):
         duration = int(rng.integers(1, 20))
-        spans = synth.schedule(rng, int(rng.integers(1, 6)), duration)
+        spans = planning.schedule(rng, int(rng.integers(1, 6)), duration)
         assert all(0 <= start < end <= duration for start, end in spans)
         covered = np.zeros(duration, bool)
         for start, end in spans:
@@ -181,7 +183,34 @@ def test_a_rerun_resumes_the_same_run_and_refuses_another(runs, tmp_path, capsys
     capsys.readouterr()
     assert _synth(tmp_path, 8, 3) == 1
     error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "another synth run" in error
+    assert error.count("\n") == 0 and "another synth run (seed differ)" in error
+    settings = json.loads((tmp_path / "synth.json").read_text())
+    (tmp_path / "synth.json").write_text(json.dumps({**settings, "espeak": "another version"}))
+    assert _synth(tmp_path, 7, 3) == 1  # what the audio depends on changed: no resume
+    assert "another synth run (espeak differ)" in capsys.readouterr().err
+
+
+def test_planning_is_a_pure_function_of_the_seed_and_the_settings():
+    presets = frozenset(patch for family in planning.INSTRUMENTS["voice"] for patch in family.patches)
+    soundfonts = [planning.SoundFont(Path("a.sf2"), presets)]
+    plans = [planning.plan_clip(5, soundfonts, 10, 12, classes=("voice",), espeak=True)
+             for _ in range(2)]
+    assert plans[0] == plans[1]
+    sung = [p for seed in range(40) for p in planning.plan_clip(
+        seed, soundfonts, 10, 12, classes=("voice",), espeak=True).parts if p.voice]
+    assert sung and all(p.register is None for p in sung)  # the voice's own: found when rendering
+    unsung = [p for seed in range(40) for p in planning.plan_clip(
+        seed, soundfonts, 10, 12, classes=("voice",), espeak=False).parts]
+    assert not any(p.voice for p in unsung)
+
+
+def test_soundfonts_are_found_on_the_search_path(tmp_path, monkeypatch):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "FluidR3_GM.sf2").write_bytes(b"x")
+    monkeypatch.setenv(synth.SOUNDFONT_PATH_VARIABLE, f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    assert synth.soundfont_dirs() == (tmp_path / "a", tmp_path / "b")
+    assert synth.find_soundfont("FluidR3_GM.sf2") == tmp_path / "b" / "FluidR3_GM.sf2"
+    assert synth.find_soundfont("sf_GMbank.sf2") is None
 
 
 @needs_fluidsynth
@@ -198,15 +227,15 @@ def test_bad_soundfont_is_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
-@pytest.mark.skipif(not synth.espeak_available(), reason="needs espeak-ng (apt espeak-ng)")
+@pytest.mark.skipif(not ESPEAK, reason="needs espeak-ng (apt espeak-ng)")
 def test_espeak_singing_follows_the_melody():
     song = compose.Song(tonic=0, minor=False, tempo_bpm=120, beats_per_bar=4,
                         progression=((0, 4, 7),), groove_seed=0)
     voice = {"voice": "f3", "speed": 80, "pitch": 50, "vibrato_cents": 0.0, "vibrato_hz": 5.0,
              "syllables": ["laa"]}
-    low, high = synth._espeak_register(voice)
+    low, high = singing.espeak_register(voice)
     for pitch in (low, high):
-        sung = synth.sing([compose.Note(0, 2, pitch, 100)], song, voice, SAMPLE_RATE,
+        sung = singing.sing([compose.Note(0, 2, pitch, 100)], song, voice, SAMPLE_RATE,
                           np.random.default_rng(0))
-        measured = synth._pitch_hz(sung[2000:14000].astype(np.float32))
-        assert abs(12 * np.log2(measured / synth.midi_hz(pitch))) < 0.3  # semitones
+        measured = singing._pitch_hz(sung[2000:14000].astype(np.float32))
+        assert abs(12 * np.log2(measured / singing.midi_hz(pitch))) < 0.3  # semitones

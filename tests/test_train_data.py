@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmgat.model.labels import CLASSES, NUM_CLASSES, group_max, GROUPS
+from mmgat.model.serving import served_windows
 from mmgat.model.train import data as data_module
 from mmgat.model.train.data import (MANIFEST, cache_path, load_data, synth_split, write_cache)
 
@@ -214,11 +215,11 @@ def test_crops_cover_every_window_length_with_the_union_of_their_labels(tmp_path
     lengths = set()
     for _ in range(400):
         i = int(rng.integers(len(clips)))
-        window, target = data_module.crop(clips, i, 6, rng)
+        window, target, seconds = data_module.crop(clips, i, 6, rng)
         start = next(s for s in range(len(clips.features[i]))
                      if np.array_equal(clips.features[i][s: s + len(window)], window))
-        np.testing.assert_array_equal(
-            target, clips.second_targets[i][start: start + len(window)].max(axis=0))
+        np.testing.assert_array_equal(seconds, clips.second_targets[i][start: start + len(window)])
+        np.testing.assert_array_equal(target, seconds.max(axis=0))
         lengths.add(len(window))
     assert lengths == set(range(1, 7))
 
@@ -241,10 +242,10 @@ def test_collate_pads_and_builds_the_graph():
 
 def test_evaluation_windows_are_those_users_are_served():
     """Hop 1 s: a window ends at every second, W long once the window has filled."""
-    assert data_module.served_windows(3, 10) == [(0, 1), (0, 2), (0, 3)]
-    assert data_module.served_windows(12, 10)[-3:] == [(0, 10), (1, 11), (2, 12)]
+    assert served_windows(3, 10) == [(0, 1), (0, 2), (0, 3)]
+    assert served_windows(12, 10)[-3:] == [(0, 10), (1, 11), (2, 12)]
     for length in range(1, 30):
-        windows = data_module.served_windows(length, 4)
+        windows = served_windows(length, 4)
         assert [end for _, end in windows] == list(range(1, length + 1))
         assert all(end - start == min(end, 4) for start, end in windows)
 

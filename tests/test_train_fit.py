@@ -15,7 +15,8 @@ from mmgat.model.train.data import load_data
 from mmgat.model.train.evaluate import evaluate
 from mmgat.model.train.fit import fit, load_checkpoint
 
-CHECKPOINT_KEYS = {"config", "state_dict", "thresholds", "group_thresholds", "text_encoder",
+CHECKPOINT_KEYS = {"config", "state_dict", "thresholds", "group_thresholds", "second_thresholds",
+                   "text_encoder",
                    "text_embeddings", "frontend", "training", "metrics", "window", "hop"}
 
 
@@ -48,6 +49,7 @@ def test_checkpoint_format(synthetic_set, tmp_path):
     assert not model.training and model.config.scales == (1,) and model.config.similarity == "l1"
     assert len(checkpoint["thresholds"]) == len(CLASSES)
     assert len(checkpoint["group_thresholds"]) == len(GROUPS)
+    assert len(checkpoint["second_thresholds"]) == len(CLASSES)
     assert checkpoint["classes"] == list(CLASSES)
     assert checkpoint["text_encoder"] == "random"
     assert tuple(checkpoint["text_embeddings"].shape) == (NUM_CLASSES, 384)

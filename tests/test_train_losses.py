@@ -38,9 +38,31 @@ def test_full_loss_has_every_part_and_alpha():
     assert parts["center_1"] == pytest.approx(ALPHA * raw.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("switch", ["principal", "auxiliary", "label", "center"])
+def with_node_targets(batch):
+    """Per-second targets for every node, padded nodes included (their loss must be ignored)."""
+    rng = np.random.default_rng(2)
+    shape = (*batch["node_mask"].shape, 20)
+    return dict(batch, node_targets=torch.from_numpy((rng.random(shape) < 0.3).astype(np.float32)))
+
+
+def test_node_loss_is_per_second_bce_on_real_nodes_only():
+    batch, out = batch_and_outputs()
+    batch = with_node_targets(batch)
+    out["node_logits"].retain_grad()
+    total, parts = MMGATLoss(128)(out, batch)
+    real = batch["node_mask"]
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        out["node_logits"][real], batch["node_targets"][real])
+    assert parts["node"] == pytest.approx(expected.item(), rel=1e-5)
+    total.backward()
+    assert (out["node_logits"].grad[~real] == 0).all()
+    assert "node" not in MMGATLoss(128)(out, batch_and_outputs()[0])[1]  # no per-second labels
+
+
+@pytest.mark.parametrize("switch", ["principal", "auxiliary", "label", "center", "node"])
 def test_each_switch_changes_the_loss(switch):
     batch, out = batch_and_outputs()
+    batch = with_node_targets(batch)
     torch.manual_seed(1)
     full = MMGATLoss(128)
     reduced = MMGATLoss(128, LossSwitches(**{switch: False}))

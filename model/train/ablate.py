@@ -44,13 +44,11 @@ def slug(name: str) -> str:
 
 
 def ablate(data, out, epochs: int = 30, seed: int = 0, only=None, frontend=None, device=None,
-           threads: int | None = None, **fit_options) -> dict:
+           **fit_options) -> dict:
     """Train and score every variant (or those named in `only`); fit_options go to every fit.
     Returns the summary written to ablation.json."""
     out = Path(out)
     device = torch.device(device) if device else default_device()
-    if threads:
-        torch.set_num_threads(threads)
     names = list(VARIANTS) + list(BASELINES)
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
@@ -111,7 +109,7 @@ def markdown(summary: dict) -> str:
 
 def run(args) -> int:
     summary = ablate(args.data, args.out, args.epochs, args.seed, args.only, args.frontend,
-                     args.device, args.threads, batch_size=args.batch_size, window=args.window,
+                     args.device, batch_size=args.batch_size, window=args.window,
                      progress=args.progress)
     print(markdown(summary))
     return 0

@@ -90,6 +90,15 @@ def rms(wave: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if len(wave) else 0.0
 
 
+def fades(n: int, fade_in: int, fade_out: int) -> np.ndarray:
+    """(n,) envelope: linear fade-in over `fade_in` samples, fade-out over the last `fade_out`."""
+    envelope = np.ones(n)
+    fade_in, fade_out = min(fade_in, n), min(fade_out, n)
+    envelope[:fade_in] = np.linspace(0.0, 1.0, fade_in, endpoint=False)
+    envelope[n - fade_out:] *= np.linspace(1.0, 0.0, fade_out)
+    return envelope
+
+
 def pitch_shift(wave: np.ndarray, semitones: float) -> np.ndarray:
     """Resampling shift (formants move too; fine for the small shifts used here), same length:
     the input is mirrored at its end so that an upward shift does not run out of samples."""

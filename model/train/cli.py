@@ -21,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)  # imports every job's module, and so its packages
+        if getattr(args, "threads", None):  # process-wide, so here and not in library code
+            import torch
+
+            torch.set_num_threads(args.threads)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -34,6 +34,7 @@ from mmgat.model.frontend import (AUDIOSET, DEFAULT_FRONTEND, default_device, lo
                                   weights_fingerprint)
 from mmgat.model.graph import build_graph
 from mmgat.model.labels import CLASSES, NUM_CLASSES, NUM_GROUPS, group_max
+from mmgat.model.serving import LatestPerSecond, served_windows
 from mmgat.model.train.progress import track
 
 MANIFEST = "manifest.jsonl"
@@ -324,17 +325,27 @@ def load_data(data, input_kind: str = "embedding", frontend_file=None, rebuild: 
 
 def crop(clips: ClipSet, i: int, window: int, rng: np.random.Generator):
     """A random window of W consecutive seconds, W uniform in 1..min(len, window), so the model
-    sees every window length the live runtime uses. Its target is the union of its seconds'
-    labels; without per-second labels (OpenMIC) the window is the whole clip (up to `window`)
-    because a shorter crop may miss a labelled instrument."""
+    sees every window length the live runtime uses -> (instances, target, per-second targets).
+    Its target is the union of its seconds' labels; without per-second labels (OpenMIC) the
+    window is the whole clip (up to `window`), because a shorter crop may miss a labelled
+    instrument, and its per-second targets are None."""
     features = clips.features[i]
     if clips.second_targets is None:
         length = min(len(features), window)
         start = int(rng.integers(0, len(features) - length + 1))
-        return features[start: start + length], clips.targets[i]
+        return features[start: start + length], clips.targets[i], None
     length = int(rng.integers(1, min(len(features), window) + 1))
     start = int(rng.integers(0, len(features) - length + 1))
-    return features[start: start + length], clips.second_targets[i][start: start + length].max(0)
+    seconds = clips.second_targets[i][start: start + length]
+    return features[start: start + length], seconds.max(0), seconds
+
+
+def padded_seconds(seconds: list[np.ndarray], nodes: int) -> np.ndarray:
+    """Per-second targets of a batch's windows -> (B, nodes, C), zero on padded nodes."""
+    padded = np.zeros((len(seconds), nodes, NUM_CLASSES), dtype=np.float32)
+    for b, window in enumerate(seconds):
+        padded[b, : len(window)] = window
+    return padded
 
 
 def masked_group_targets(targets: np.ndarray, label_mask: np.ndarray):
@@ -360,32 +371,29 @@ def collate(windows: list[np.ndarray], config, device) -> dict:
 
 def training_batches(clips: ClipSet, batch_size: int, window: int, config, device,
                      rng: np.random.Generator):
-    """One epoch of shuffled batches of random crops, with targets and loss masks."""
+    """One epoch of shuffled batches of random crops, with targets and loss masks, plus each
+    node's per-second targets where the data set has them."""
     order = rng.permutation(len(clips))
     for start in range(0, len(order), batch_size):
         chosen = order[start: start + batch_size]
-        windows, targets = zip(*(crop(clips, i, window, rng) for i in chosen))
+        windows, targets, seconds = zip(*(crop(clips, i, window, rng) for i in chosen))
         targets, label_mask = np.stack(targets), clips.label_mask[chosen]
         groups, group_mask = masked_group_targets(targets, label_mask)
         batch = collate(list(windows), config, device)
-        batch.update({name: torch.from_numpy(np.asarray(value)).to(device) for name, value in (
-            ("targets", targets.astype(np.float32)), ("label_mask", label_mask),
-            ("group_targets", groups.astype(np.float32)), ("group_mask", group_mask))})
+        arrays = [("targets", targets.astype(np.float32)), ("label_mask", label_mask),
+                  ("group_targets", groups.astype(np.float32)), ("group_mask", group_mask)]
+        if clips.second_targets is not None:  # each node's own labels (synthetic sets)
+            arrays.append(("node_targets", padded_seconds(seconds, batch["nodes"].shape[1])))
+        batch.update({name: torch.from_numpy(np.asarray(value)).to(device)
+                      for name, value in arrays})
         yield batch
 
 
-def served_windows(length: int, window: int) -> list[tuple[int, int]]:
-    """The windows mmgat-live and mmgat-tag score over a clip at hop 1 s: one ending at every
-    whole second, shorter at the start while the window fills: (start, end) pairs."""
-    return [(max(0, end - window), end) for end in range(1, length + 1)]
-
-
 def predict_clips(score, clips: ClipSet, window: int, config, device, batch_size: int = 64):
-    """The model's outputs over each clip as users are served them (`served_windows`).
+    """The model's outputs over each clip as users are served them (`mmgat.model.serving`).
 
     Clip probabilities: the maximum over the clip's windows. Per-second probabilities: each
-    second's node probability in the last window that holds it (the most audio after it), as
-    mmgat-tag reports per second and the live heat strip finally shows.
+    second's node probability in the last window that holds it, as mmgat-tag reports them.
     `score(batch) -> (probs (B, C), group_probs (B, G), node_probs (B, N, C))` numpy, for a
     torch model or an ONNX session alike.
     Returns (probs (N, C), group_probs (N, G), per clip (n_seconds, C) second probabilities)."""
@@ -393,7 +401,7 @@ def predict_clips(score, clips: ClipSet, window: int, config, device, batch_size
               for start, end in served_windows(len(clips.features[i]), window)]
     probs = np.zeros((len(clips), NUM_CLASSES), dtype=np.float32)
     group_probs = np.zeros((len(clips), NUM_GROUPS), dtype=np.float32)
-    second_probs = [np.zeros((len(f), NUM_CLASSES), dtype=np.float32) for f in clips.features]
+    seconds = [LatestPerSecond() for _ in range(len(clips))]
     for first in range(0, len(pieces), batch_size):
         chosen = pieces[first: first + batch_size]
         batch = collate([clips.features[i][start:end] for i, start, end in chosen], config, device)
@@ -401,8 +409,8 @@ def predict_clips(score, clips: ClipSet, window: int, config, device, batch_size
         for (owner, start, end), p, g, nodes in zip(chosen, window_probs, window_groups, node_probs):
             np.maximum(probs[owner], p, out=probs[owner])
             np.maximum(group_probs[owner], g, out=group_probs[owner])
-            second_probs[owner][start:end] = nodes[: end - start]  # later windows overwrite
-    return probs, group_probs, second_probs
+            seconds[owner].add(end, nodes[: end - start])
+    return probs, group_probs, [clip.array() for clip in seconds]
 
 
 def torch_scorer(model):

@@ -7,8 +7,8 @@ windows, thresholded with the model's own per-class thresholds (tuned on validat
 time; never on the evaluated set). Reports F1 micro / macro (see metrics.py), per-class F1 in
 the layout of the paper's Table 4 (one row per class, the paper's MMGAT figure beside ours) and
 mAP. Per second (where per-second labels exist): each second's node probability in the last
-window that holds it (as mmgat-tag reports per second), with the same thresholds, against the
-per-second labels.
+window that holds it (as mmgat-tag reports per second), thresholded with the model's
+per-second thresholds (also tuned on validation), against the per-second labels.
 """
 
 from __future__ import annotations
@@ -64,11 +64,13 @@ def load_model(path, device):
                     "file": str(frontend_path_for(session))}
         return score, config, {"thresholds": meta["thresholds"], "window": meta["window"],
                                "group_thresholds": meta["group_thresholds"],
+                               "second_thresholds": meta["second_thresholds"],
                                "frontend": frontend, "input": "embedding"}
     model, checkpoint = load_checkpoint(path)
     model.to(device)
     return torch_scorer(model), model.config, {
         "thresholds": checkpoint["thresholds"], "group_thresholds": checkpoint["group_thresholds"],
+        "second_thresholds": checkpoint["second_thresholds"],
         "window": checkpoint["window"], "frontend": checkpoint["frontend"],
         "input": model.config.extra.get("input", "embedding")}
 
@@ -94,7 +96,7 @@ def evaluate(model, data, split: str = "test", device=None, rebuild_cache: bool 
                                                    info["group_thresholds"])}
     if clips.second_targets is not None:
         report["per_second"] = per_second_scores(clips.second_targets, second_probs,
-                                                 info["thresholds"])
+                                                 info["second_thresholds"])
     return report
 
 

@@ -9,7 +9,10 @@ tensors and plain containers, `weights_only` loadable), read back by `load_check
     text_embeddings   float32 tensor (C, text_dim), or None without label embeddings
     state_dict        MMGAT state_dict (float32, CPU)
     classes, groups   the class / onset-group names, in output order
-    thresholds        NUM_CLASSES floats tuned on validation (max per-class F1)
+    thresholds        NUM_CLASSES floats tuned on validation (max per-class F1), for the clip
+                      probabilities (the max over the clip's windows)
+    second_thresholds NUM_CLASSES floats tuned the same way on the per-second node outputs
+                      (the clip thresholds where the data has no per-second labels)
     group_thresholds  NUM_GROUPS floats tuned on validation (without the auxiliary head: for
                       group probability = max of its member classes' probabilities)
     text_encoder      the text encoder's name, or None
@@ -72,13 +75,13 @@ class FitOptions:
     label_embeddings: bool = True
     auxiliary: bool = True
     center: bool = True
+    node_loss: bool = True  # per-second labels supervise each node (see losses.py)
     similarity: str = "cosine"
     neighbours: int = 2
     clip_weights: str | None = None  # local open_clip weights for the label text
     rebuild_cache: bool = False
     resume: bool = False
     device: str | None = None
-    threads: int | None = None  # torch CPU threads for this process (small graphs: 1 is fine)
     progress: bool = True
 
     @classmethod
@@ -95,7 +98,7 @@ class FitOptions:
 
 
 # Options a resumed run takes from the command line; everything else comes from last.pt.
-RESUMABLE = ("epochs", "patience", "device", "threads", "progress", "resume", "rebuild_cache")
+RESUMABLE = ("epochs", "patience", "device", "progress", "resume", "rebuild_cache")
 
 
 def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> MMGATConfig:
@@ -105,16 +108,27 @@ def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> M
                        text_dim=text_dim or MMGATConfig.text_dim, extra={"input": options.input})
 
 
-def validate(model, clips, window, device) -> tuple[dict, np.ndarray, np.ndarray]:
-    """-> (val metrics at per-class thresholds tuned on val, thresholds, group thresholds)."""
+def validate(model, clips, window, device) -> tuple[dict, dict]:
+    """-> (val metrics at per-class thresholds tuned on val, the tuned thresholds: clip-level
+    `thresholds`, `group_thresholds`, and `second_thresholds` for the per-second node outputs;
+    those are the clip thresholds where the data has no per-second labels)."""
     model.eval()
-    probs, group_probs, _ = predict_clips(torch_scorer(model), clips, window, model.config, device)
+    probs, group_probs, second_probs = predict_clips(torch_scorer(model), clips, window,
+                                                     model.config, device)
     thresholds = tune_thresholds(clips.targets, probs, clips.label_mask)
     groups, group_mask = masked_group_targets(clips.targets, clips.label_mask)
     group_thresholds = tune_thresholds(groups, group_probs, group_mask)
     metrics = evaluate_scores(clips.targets, probs, thresholds, clips.label_mask)
     metrics["groups"] = evaluate_scores(groups, group_probs, group_thresholds, group_mask)
-    return metrics, thresholds, group_thresholds
+    second_thresholds = thresholds
+    if clips.second_targets is not None:
+        second_targets = np.concatenate(clips.second_targets)
+        second_probs = np.concatenate(second_probs)
+        second_thresholds = tune_thresholds(second_targets, second_probs)
+        metrics["per_second"] = evaluate_scores(second_targets, second_probs, second_thresholds)
+    return metrics, {"thresholds": [float(t) for t in thresholds],
+                     "group_thresholds": [float(t) for t in group_thresholds],
+                     "second_thresholds": [float(t) for t in second_thresholds]}
 
 
 def train_epoch(model, loss_fn, optimizer, clips, options, device, rng, progress) -> dict:
@@ -158,10 +172,10 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
     options, out = FitOptions.from_kwargs(kwargs), Path(out)
     last = load_checkpoint(out / LAST_FILE)[1] if options.resume else None
     if last is not None:
-        options = FitOptions(**{**last["options"], **{k: getattr(options, k) for k in RESUMABLE}})
+        known = {f.name for f in fields(FitOptions)}  # older runs may record retired options
+        options = FitOptions(**{**{k: v for k, v in last["options"].items() if k in known},
+                                **{k: getattr(options, k) for k in RESUMABLE}})
     device = torch.device(options.device) if options.device else default_device()
-    if options.threads:
-        torch.set_num_threads(options.threads)
     if clips is None:
         clips = load_data(data, options.input, options.frontend, options.rebuild_cache, device)
     train, val = clips.subset("train"), clips.subset("val")
@@ -178,7 +192,7 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
     config = model_config(options, clips.input_dim,
                           None if embeddings is None else embeddings.shape[1])
     model = MMGAT(config, embeddings).to(device)
-    loss_fn = MMGATLoss(config.hidden, LossSwitches(center=options.center)).to(device)
+    loss_fn = MMGATLoss(config.hidden, LossSwitches(center=options.center, node=options.node_loss)).to(device)
     optimizer = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()], lr=options.lr,
                                   weight_decay=options.weight_decay)
     state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
@@ -190,12 +204,10 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
         state = last["state"]
         restore_rng(rng, last["rng"])
 
-    def described(metrics, thresholds, group_thresholds) -> dict:
+    def described(metrics, thresholds) -> dict:
         """Everything a checkpoint holds besides the model itself."""
         return {
-            "classes": list(CLASSES), "groups": list(GROUPS),
-            "thresholds": [float(t) for t in thresholds],
-            "group_thresholds": [float(t) for t in group_thresholds],
+            "classes": list(CLASSES), "groups": list(GROUPS), **thresholds,
             "text_encoder": encoder, "frontend": dict(clips.frontend),
             "window": options.window, "hop": 1.0,
             "training": {"data": str(data), **clips.summary(), "seed": options.seed,
@@ -212,19 +224,18 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
         while state["epoch"] < options.epochs and state["bad_epochs"] < options.patience:
             started = time.perf_counter()
             losses = train_epoch(model, loss_fn, optimizer, train, options, device, rng, progress)
-            metrics, thresholds, group_thresholds = validate(model, val, options.window, device)
+            metrics, thresholds = validate(model, val, options.window, device)
             state["epoch"] += 1
             state["elapsed"] += time.perf_counter() - started
             state["history"].append({"epoch": state["epoch"], "loss": losses,
                                      **{k: metrics[k] for k in ("f1_micro", "f1_macro", "map")}})
             if metrics["f1_micro"] > state["best_f1"]:
                 state.update(best_f1=metrics["f1_micro"], best_epoch=state["epoch"], bad_epochs=0)
-                save_atomically(out / MODEL_FILE, model,
-                                **described(metrics, thresholds, group_thresholds))
+                save_atomically(out / MODEL_FILE, model, **described(metrics, thresholds))
             else:
                 state["bad_epochs"] += 1
             save_atomically(out / LAST_FILE, model,
-                            **described(metrics, thresholds, group_thresholds),
+                            **described(metrics, thresholds),
                             options=asdict(options), loss_state=loss_fn.state_dict(),
                             optimizer=optimizer.state_dict(), state=state, rng=rng_state(rng))
             progress.update(epochs, advance=1, status=(
@@ -276,6 +287,8 @@ def register(commands) -> None:
     parser.add_argument("--no-auxiliary", dest="auxiliary", action="store_false",
                         help="principal only: no onset-group head")
     parser.add_argument("--no-center", dest="center", action="store_false", help="no center loss")
+    parser.add_argument("--no-node-loss", dest="node_loss", action="store_false",
+                        help="the paper's loss only: no per-second loss on the nodes")
     parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
     parser.add_argument("--neighbours", type=int, default=2)
     parser.add_argument("--input", choices=INPUTS, default="embedding",

@@ -2,6 +2,11 @@
 
     Loss = principal + auxiliary + Loss_label + alpha * (center_1 + center_2),  alpha = 0.015
 
+plus one part of ours, `node`: BCE of every node's class logits against the labels of its own
+second, where the data set has per-second labels (our synthetic sets; OpenMIC has none). The
+paper supervises the pooled clip output only; but users read the per-second node outputs
+(`seconds`, the heat strip), and without this loss those are only weakly localised.
+
 principal / auxiliary: multi-label BCE over classes / onset groups, averaged over labelled
 entries only (OpenMIC's unlabelled entries carry no gradient). Loss_label = MSE(S ⊙ L, recon).
 center_1 pulls the clip embedding of every clip toward the learnable centre of each class it
@@ -29,6 +34,7 @@ class LossSwitches:
     auxiliary: bool = True
     label: bool = True
     center: bool = True
+    node: bool = True
     alpha: float = ALPHA
 
 
@@ -68,6 +74,9 @@ class MMGATLoss(nn.Module):
         if on.auxiliary and "group_logits" in out:
             parts["auxiliary"] = masked_bce(out["group_logits"], batch["group_targets"],
                                             batch["group_mask"])
+        if on.node and "node_targets" in batch:
+            real = batch["node_mask"][..., None].expand_as(out["node_logits"])
+            parts["node"] = masked_bce(out["node_logits"], batch["node_targets"], real)
         if on.label and "label_recon" in out:
             parts["label"] = F.mse_loss(out["label_recon"], out["label_masked"])
         if on.center:

@@ -300,8 +300,6 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
 def run(args) -> int:
     if args.init and len(args.init) not in (1, 2):
         raise FrontendError("--init takes one frontend file, or AudioSet's VGGISH_PTH PCA_PTH")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     result = train_frontend(args.data, Path(args.out), args.seed, args.epochs, args.minutes,
                             args.resume, args.init, args.max_clips, args.lr)
     if not result["done"]:

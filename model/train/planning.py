@@ -1,0 +1,160 @@
+"""Planning a clip: a pure function of its seed and the run's settings (SoundFonts and their
+presets, clip lengths, classes, whether espeak-ng may sing), so that the same seed gives the
+same plan on every machine with the same inputs. Rendering the plan is render.py's job.
+
+A clip has 1-5 instruments of one `Song` (compose.py), each with its SoundFont, patch, idiom,
+seconds, mix gain and augmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmgat.model.labels import CLASSES
+from mmgat.model.train import augment, compose
+from mmgat.model.train.fluidsynth import Patch
+from mmgat.model.train.instruments import INSTRUMENTS
+from mmgat.model.train.singing import ESPEAK_VOICES, SYLLABLES
+
+PARTS_PER_CLIP = (1, 2, 3, 4, 5)
+PARTS_PER_CLIP_WEIGHTS = (0.1, 0.25, 0.3, 0.2, 0.15)
+KIT_PARTNERS = {"drums": "cymbals", "cymbals": "drums"}
+KIT_PARTNER_CHANCE = 0.5  # a kit half brings the other half along this often ...
+KIT_WEIGHT = 0.75  # ... so each half is drawn a little less often by itself (balance)
+
+
+@dataclass(frozen=True)
+class SoundFont:
+    path: Path
+    presets: frozenset[Patch] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    instrument: str
+    idiom: str
+    register: tuple[int, int] | None  # None: the espeak-ng voice's own (found when rendering)
+    start_s: int
+    end_s: int
+    gain_db: float
+    augment: dict  # augment.draw_params plus the synth detune
+    seed: int  # the part's composition and singing
+    soundfont: SoundFont | None = None
+    patch: Patch | None = None
+    channels_detune_cents: dict[int, float] = field(default_factory=dict)
+    voice: dict | None = None  # espeak-ng settings when sung by espeak-ng
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    seed: int
+    duration: int
+    song: compose.Song
+    parts: tuple[PartPlan, ...]
+    mix_augment: dict
+    mix_rms_dbfs: float
+
+
+def clip_seed(seed: int, index: int) -> int:
+    """The seed of clip `index` of a run: a clip does not depend on how many clips are made."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
+              classes=CLASSES, attempt: int = 0, espeak: bool = False) -> ClipPlan:
+    """The clip of this seed, a pure function of its arguments: `espeak` says whether the
+    voice may be sung by espeak-ng (whether it is installed, which the run records)."""
+    rng = np.random.default_rng([seed, attempt])
+    duration = int(rng.integers(min_s, max_s + 1))
+    song = compose.random_song(rng)
+    instruments = choose_instruments(rng, classes)
+    spans = schedule(rng, len(instruments), duration)
+    parts = tuple(plan_part(rng, name, start, end, soundfonts, espeak)
+                  for name, (start, end) in zip(instruments, spans))
+    mix = augment.draw_params(rng, 0.6, pitch=False)
+    return ClipPlan(seed, duration, song, parts, mix, round(float(rng.uniform(-26, -14)), 2))
+
+
+def choose_instruments(rng, classes) -> list[str]:
+    """1-5 distinct classes, about equally often each; a kit half brings the other along."""
+    classes = list(classes)
+    count = min(int(rng.choice(PARTS_PER_CLIP, p=PARTS_PER_CLIP_WEIGHTS)), len(classes))
+    weights = np.array([KIT_WEIGHT if c in KIT_PARTNERS else 1.0 for c in classes])
+    chosen = [str(c) for c in rng.choice(classes, size=count, replace=False, p=weights / weights.sum())]
+    for name in list(chosen):
+        partner = KIT_PARTNERS.get(name)
+        if partner in classes and partner not in chosen and count > 1 and rng.random() < KIT_PARTNER_CHANCE:
+            # the partner replaces another instrument: the number of parts stays as drawn
+            chosen[max(i for i, other in enumerate(chosen) if other != name)] = partner
+    return chosen
+
+
+def schedule(rng, n_parts: int, duration: int) -> list[tuple[int, int]]:
+    """[start, end) seconds per part, at least 2 s each; gaps are closed by stretching the
+    nearest part so every second has an instrument."""
+    spans = []
+    for _ in range(n_parts):
+        if rng.random() < 0.35:
+            spans.append((0, duration))
+            continue
+        length = int(rng.integers(min(2, duration), duration + 1))
+        start = int(rng.integers(0, duration - length + 1))
+        spans.append((start, start + length))
+    for second in range(duration):
+        if not any(start <= second < end for start, end in spans):
+            gaps = [max(start - second, second + 1 - end) for start, end in spans]
+            i = int(np.argmin(gaps))
+            spans[i] = (min(spans[i][0], second), max(spans[i][1], second + 1))
+    return spans
+
+
+def plan_part(rng, instrument: str, start_s: int, end_s: int, soundfonts: list[SoundFont],
+              espeak: bool = False) -> PartPlan:
+    """Pick a SoundFont at random, then a family of the instrument it can play, a patch,
+    an idiom, a mix gain and the augmentation."""
+    soundfont, family, patch = _choose_patch(rng, instrument, soundfonts, espeak)
+    idiom = str(rng.choice(family.idioms))
+    # Small pitch shifts come from the synth's pitch bend (no resampling artefacts); doubled
+    # courses get a second channel a few cents away.
+    detune = round(float(rng.uniform(-25, 25)), 1)
+    course = round(float(rng.choice((-1, 1)) * rng.uniform(3, 8)), 1) if family.courses else None
+    params = augment.draw_params(rng, pitch=False, noise=False, gain=False,
+                                 drive=bool(rng.random() < family.drive), small_body=family.small_body)
+    first_channel = compose.DRUM_CHANNEL if idiom in ("drums", "cymbals") else 0
+    channels = {first_channel: detune} | ({1: round(detune + course, 1)} if course else {})
+    voice, register = None, family.register
+    if family.espeak:
+        voice = {"voice": str(rng.choice(ESPEAK_VOICES)), "speed": int(rng.integers(60, 91)),
+                 "pitch": int(rng.integers(40, 81)), "vibrato_cents": round(float(rng.uniform(0, 35)), 1),
+                 "vibrato_hz": round(float(rng.uniform(4.5, 6.5)), 2),
+                 "syllables": [str(s) for s in rng.choice(SYLLABLES, size=3, replace=False)]}
+        register, channels = None, {}
+    else:
+        params["detune_cents"] = detune
+        if course:
+            params["course_detune_cents"] = course
+    return PartPlan(instrument=instrument, idiom=idiom, register=register, start_s=start_s,
+                    end_s=end_s, gain_db=round(float(rng.uniform(-9, 0)), 2), augment=params,
+                    seed=int(rng.integers(2**31)), soundfont=None if family.espeak else soundfont,
+                    patch=patch, channels_detune_cents=channels, voice=voice)
+
+
+def _choose_patch(rng, instrument, soundfonts, espeak: bool):
+    order = rng.permutation(len(soundfonts))
+    for index in order:
+        soundfont = soundfonts[index]
+        options = [(family, [p for p in family.patches if p in soundfont.presets])
+                   for family in INSTRUMENTS[instrument]]
+        options = [(f, p) for f, p in options if p or (f.espeak and espeak)]
+        if options:
+            family, patches = options[int(rng.integers(len(options)))]
+            patch = patches[int(rng.integers(len(patches)))] if patches else None
+            return soundfont, family, patch
+    raise ValueError(f"none of the SoundFonts given has a patch for {instrument}")

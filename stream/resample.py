@@ -22,7 +22,8 @@ torchaudio = import_torchaudio()  # built for another torch: one clear line, not
 
 
 class StreamResampler:
-    """feed((frames, channels) float32 at `rate`) -> float32 mono at SAMPLE_RATE; flush() at the end."""
+    """feed((frames, channels) float32 at `rate`) -> float32 mono at SAMPLE_RATE; flush() at the end.
+    Non-finite samples become silence."""
 
     def __init__(self, rate: int, channels: int):
         self.rate, self.channels = int(rate), int(channels)
@@ -44,6 +45,9 @@ class StreamResampler:
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         mono = np.asarray(block, np.float32).mean(axis=1) if np.ndim(block) == 2 else np.asarray(block, np.float32)
+        # NaN and infinite samples (a broken file or device) carry no sound: silence, so that one
+        # bad sample cannot turn a whole window of scores into NaN.
+        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
         if self._resample is None:  # already 16 kHz: downmix only, nothing held back
             return np.ascontiguousarray(mono, np.float32)
         self._pending = np.concatenate((self._pending, mono))

@@ -297,3 +297,25 @@ def test_a_full_disk_is_one_line_and_a_failure(tiny_model, clip_44k_stereo, caps
                    "--cpu", "--no-display", "--as-fast-as-possible"])
     assert status == 1
     assert "No space left on device" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_nan_and_inf_samples_never_reach_the_records(tiny_model, tmp_path, rate):
+    import soundfile
+
+    from mmgat.stream.cli import main
+
+    audio = 0.1 * np.random.default_rng(0).standard_normal(3 * rate).astype(np.float32)
+    audio[rate // 3: rate // 2] = np.nan
+    audio[rate + 100: rate + 200] = np.inf
+    audio[2 * rate + 7] = -np.inf
+    clip, out = tmp_path / "bad.wav", tmp_path / "out.jsonl"
+    soundfile.write(clip, audio, rate, subtype="FLOAT")
+
+    def not_json(constant):
+        raise AssertionError(f"{constant} in a JSONL record")
+
+    assert main(["--file", str(clip), "--model", str(tiny_model), "--jsonl", str(out), "--cpu",
+                 "--no-display", "--as-fast-as-possible"]) == 0
+    records = [json.loads(line, parse_constant=not_json) for line in out.read_text().splitlines()]
+    assert len(records) == 3

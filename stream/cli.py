@@ -133,12 +133,15 @@ def loading_notice(console: Console, dashboard: bool):
         status.stop()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def signals_interrupt():
-    """Ctrl-C and SIGTERM stop the run (KeyboardInterrupt: sinks flushed, stream closed, exit 0),
-    also where SIGINT came in ignored (a background job of a script); the previous handlers
-    are back afterwards (main() may run inside another program)."""
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    """Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop the run (KeyboardInterrupt: sinks
+    flushed, stream closed, exit 0), also where SIGINT came in ignored (a background job of a
+    script); the previous handlers are back afterwards (main() may run inside another program)."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -154,8 +157,8 @@ def signals_interrupt():
 
 def ignore_further_signals() -> None:
     """While shutting down, a second Ctrl-C must not interrupt the cleanup with a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def prepare(args, source):

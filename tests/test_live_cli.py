@@ -85,7 +85,7 @@ def test_demo_streams_the_shipped_clip_in_real_time(tiny_model):
     assert time.monotonic() - started >= 2.0  # paced, not as fast as possible
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_stops_cleanly_with_every_record_flushed(tiny_model, tmp_path, signum):
     clip = write_clip(tmp_path / "long.wav", tone(30.0))
     jsonl, table = tmp_path / "out.jsonl", tmp_path / "out.csv"

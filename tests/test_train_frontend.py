@@ -97,3 +97,31 @@ def test_batch_norm_folds_into_the_convolutions():
         assert not any(isinstance(layer, torch.nn.Sequential) for layer in folded.features)
         assert set(folded.state_dict()) == set(VGGishTrunk().state_dict())
         torch.testing.assert_close(folded(examples), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_damaged_caches_are_rebuilt_with_a_warning_never_read_in_part(tmp_path):
+    import pytest
+
+    from mmgat.model.train.data import cached_instances
+    from mmgat.model.train.train_frontend import logmel_cache, read_manifest
+
+    data, out = tmp_path / "data", tmp_path / "fe.pt"
+    records = write_tone_set(data)
+    assert train(data, out) == 0
+    paths = [r["path"] for r in records]
+    embeddings, _ = cached_instances(data, paths)
+    examples, targets, _ = logmel_cache(data, read_manifest(data))
+    examples = np.array(examples)
+    for cache in (cache_path(data, "embedding"), cache_path(data, "logmel").with_suffix(".npy")):
+        whole = cache.read_bytes()
+        cache.write_bytes(whole[: len(whole) // 2])  # a full disk or a killed write
+    with pytest.raises(ValueError, match="damaged.*--frontend FILE"):  # which frontend made it?
+        cached_instances(data, paths)
+    with pytest.warns(UserWarning, match="embedding.npz is damaged"):
+        rebuilt, _ = cached_instances(data, paths, frontend_file=out)
+    for before, after in zip(embeddings, rebuilt):
+        np.testing.assert_allclose(after, before, atol=1e-6)
+    with pytest.warns(UserWarning, match="logmel.npy is damaged"):
+        rebuilt_examples, rebuilt_targets, _ = logmel_cache(data, read_manifest(data))
+    np.testing.assert_array_equal(np.array(rebuilt_examples), examples)
+    np.testing.assert_array_equal(rebuilt_targets, targets)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -172,10 +174,19 @@ def write_cache(path: Path, paths: list[str], instances: list[np.ndarray], front
     temporary.replace(path)
 
 
+class DamagedCache(ValueError):
+    """A cache file that cannot be read whole (truncated, or not ours)."""
+
+
 def read_cache(path: Path) -> tuple[list[str], list[np.ndarray], dict]:
-    with np.load(path) as cache:
-        features, offsets = cache["features"].astype(np.float32), cache["offsets"]
-        paths, frontend = [str(p) for p in cache["paths"]], json.loads(str(cache["frontend"]))
+    try:
+        with np.load(path) as cache:
+            features, offsets = cache["features"].astype(np.float32), cache["offsets"]
+            paths, frontend = [str(p) for p in cache["paths"]], json.loads(str(cache["frontend"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise DamagedCache(f"{path} is damaged ({type(error).__name__})") from None
+    if len(offsets) != len(paths) + 1 or offsets[-1] != len(features):
+        raise DamagedCache(f"{path} is damaged (its offsets do not fit its instances)")
     return paths, [features[a:b] for a, b in zip(offsets[:-1], offsets[1:])], frontend
 
 
@@ -204,7 +215,15 @@ def cached_instances(directory, paths: list[str], input_kind: str = "embedding",
     device = device or default_device()
     path, extractor, known = cache_path(directory, input_kind), None, {}
     if path.is_file() and not rebuild:
-        cached_paths, instances, frontend = read_cache(path)
+        try:
+            cached_paths, instances, frontend = read_cache(path)
+        except DamagedCache as error:  # rebuilt from the audio, never read in part
+            if frontend_file is None and input_kind == "embedding" and expected_fingerprint is None:
+                raise DamagedCache(f"{error}; rebuild it with the frontend that made it "
+                                   "(--frontend FILE --rebuild-cache)") from None
+            warnings.warn(f"{error}; rebuilding it")
+            return cached_instances(directory, paths, input_kind, frontend_file, True, device,
+                                    expected_fingerprint)
         wanted = expected_fingerprint
         if wanted is None and (frontend_file is not None or input_kind == "mel"):
             extractor = make_extractor(input_kind, frontend_file, device)

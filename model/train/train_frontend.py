@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +70,16 @@ def logmel_cache(data, entries: list[dict]) -> tuple[np.ndarray, np.ndarray, np.
     index_path = array_path.with_suffix(".json")
     paths = [entry["path"] for entry in entries]
     if index_path.is_file() and array_path.is_file():
-        index = json.loads(index_path.read_text())
-        if index["paths"] == paths:
-            return (np.load(array_path, mmap_mode="r"), np.asarray(index["targets"], np.float32),
-                    np.asarray(index["clip"], np.int64))
+        try:
+            index = json.loads(index_path.read_text())
+            examples = np.load(array_path, mmap_mode="r")
+            damaged = examples.shape != (len(index["clip"]), EXAMPLE_FRAMES, N_MELS)
+        except (OSError, ValueError, KeyError):
+            damaged = True
+        if damaged:  # e.g. truncated by a full disk: rebuilt, never read in part
+            warnings.warn(f"{array_path} is damaged; rebuilding it")
+        elif index["paths"] == paths:
+            return examples, np.asarray(index["targets"], np.float32), np.asarray(index["clip"], np.int64)
     log_mel, examples, targets, clip = LogMel(), [], [], []
     with torch.inference_mode():
         for number, entry in enumerate(track(entries, description="log-mel cache")):

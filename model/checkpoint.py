@@ -13,8 +13,8 @@ CHECKPOINT_FILE = "model.pt"
 
 
 def save_checkpoint(path, model: MMGAT, **fields) -> Path:
-    """fields: thresholds, group_thresholds, second_thresholds, text_encoder, frontend {name, fingerprint, file},
-    training (data summary), metrics, window, hop."""
+    """fields: thresholds, group_thresholds, second_thresholds, text_encoder,
+    frontend {name, fingerprint, file}, training (data summary), metrics, window, hop."""
     path = Path(path)
     if path.suffix != ".pt":
         path = path / CHECKPOINT_FILE

@@ -192,7 +192,8 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
     config = model_config(options, clips.input_dim,
                           None if embeddings is None else embeddings.shape[1])
     model = MMGAT(config, embeddings).to(device)
-    loss_fn = MMGATLoss(config.hidden, LossSwitches(center=options.center, node=options.node_loss)).to(device)
+    switches = LossSwitches(center=options.center, node=options.node_loss)
+    loss_fn = MMGATLoss(config.hidden, switches).to(device)
     optimizer = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()], lr=options.lr,
                                   weight_decay=options.weight_decay)
     state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],

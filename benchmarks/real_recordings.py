@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -57,8 +58,8 @@ def tag_recordings(model, directory: Path) -> list[dict]:
     results = []
     for (name, held), row in zip(RECORDINGS.items(), rows):
         top = sorted(row["probs"].items(), key=lambda item: -item[1])[:3]
-        heard_seconds = {c: int(sum(second[classes.index(c)] >= session.second_thresholds[classes.index(c)]
-                                    for second in row["seconds"])) for c in held}
+        heard = np.array(row["seconds"]) >= session.second_thresholds  # (seconds, C)
+        heard_seconds = {c: int(heard[:, classes.index(c)].sum()) for c in held}
         results.append({"recording": name, "duration_s": row["duration"], "holds": list(held),
                         "labels": row["labels"], "top3": {c: round(p, 3) for c, p in top},
                         "seconds": len(row["seconds"]), "heard_seconds": heard_seconds,

@@ -34,7 +34,8 @@ def espeak_version() -> str | None:
     if shutil.which(ESPEAK) is None:
         return None
     result = subprocess.run([ESPEAK, "--version"], capture_output=True, text=True)
-    return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout else ESPEAK
+    lines = result.stdout.strip().splitlines() if result.returncode == 0 else []
+    return lines[0] if lines else ESPEAK
 
 
 def midi_hz(pitch: float) -> float:

@@ -30,12 +30,12 @@ SYLLABLES = ("laa", "loo", "daa", "doo", "naa", "noo", "maa", "ooh", "aah", "yea
 
 @functools.cache
 def espeak_version() -> str | None:
-    """espeak-ng's version line, or None when it is not installed."""
+    """espeak-ng's version ("eSpeak NG text-to-speech: 1.51"), or None when it is not installed."""
     if shutil.which(ESPEAK) is None:
         return None
     result = subprocess.run([ESPEAK, "--version"], capture_output=True, text=True)
     lines = result.stdout.strip().splitlines() if result.returncode == 0 else []
-    return lines[0] if lines else ESPEAK
+    return lines[0].split("Data at:")[0].strip() if lines else ESPEAK  # not the install path
 
 
 def midi_hz(pitch: float) -> float:

@@ -79,7 +79,8 @@ def logmel_cache(data, entries: list[dict]) -> tuple[np.ndarray, np.ndarray, np.
         if damaged:  # e.g. truncated by a full disk: rebuilt, never read in part
             warnings.warn(f"{array_path} is damaged; rebuilding it")
         elif index["paths"] == paths:
-            return examples, np.asarray(index["targets"], np.float32), np.asarray(index["clip"], np.int64)
+            return (examples, np.asarray(index["targets"], np.float32),
+                    np.asarray(index["clip"], np.int64))
     log_mel, examples, targets, clip = LogMel(), [], [], []
     with torch.inference_mode():
         for number, entry in enumerate(track(entries, description="log-mel cache")):

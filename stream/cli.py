@@ -2,6 +2,7 @@
 
     mmgat-live                          # the default input device, with the dashboard
     mmgat-live --device 2 --hop 0.25    # four updates a second
+    mmgat-live --device USB --reconnect # wait for the device to come back if it goes away
     mmgat-live --file song.flac --as-fast-as-possible --jsonl - --no-display
     arecord -f S16_LE -r 16000 -c 1 | mmgat-live --stdin-format s16le:16000:1
     mmgat-live --demo
@@ -14,6 +15,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +24,7 @@ PROG = "mmgat-live"
 DEFAULT_WINDOW = 10  # frames, when the artifact does not say
 DEFAULT_HOP = 1.0  # seconds, when the artifact does not say
 LOADING = "loading the model ..."
+RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # between attempts; then every 8 s until Ctrl-C
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -46,12 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "ENCODING one of s16le, s32le, f32le (e.g. s16le:16000:1)")
     source.add_argument("--demo", action="store_true", help="stream the clip shipped with the package")
     parser.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    parser.add_argument("--reconnect", action="store_true", help="when the device goes away, report it "
+                        "and keep trying to open it again (default: report it and exit 1)")
     parser.add_argument("--window", type=int, metavar="W", help="frames (seconds) in the graph, 1..64 "
                         "(default: the model's, else 10)")
     parser.add_argument("--hop", type=float, metavar="S", help="seconds between updates; frames stay 1 s "
                         "(default: the model's, else 1.0; 0.25 gives four updates a second)")
     parser.add_argument("--model", metavar="PATH", help="exported MMGAT artifact (default: the shipped one)")
     parser.add_argument("--cpu", action="store_true", help="run the frontend and ONNX Runtime on the CPU")
+    parser.add_argument("--fp32", action="store_true",
+                        help="run the frontend in fp32 (default: bf16 where the CPU or GPU has it natively)")
     parser.add_argument("--no-display", action="store_true", help="plain lines instead of the dashboard")
     parser.add_argument("--as-fast-as-possible", action="store_true",
                         help="files and stdin: do not pace to real time")
@@ -80,6 +87,8 @@ def check_args(args) -> None:
                          f"got {args.duration:g}")
     if args.jsonl == "-" and args.csv == "-":
         raise ValueError("--jsonl and --csv cannot both write to stdout")
+    if args.reconnect and (args.file or args.stdin_format or args.demo):
+        raise ValueError("--reconnect is for input devices, not files or stdin")
 
 
 def open_source(args):
@@ -93,11 +102,26 @@ def open_source(args):
         if not clip.is_file():
             raise AudioError(f"the demo clip is missing ({clip}); reinstall mmgat-live, or use --file")
         return sources.open_file(clip, paced)
-    if args.file:
+    if args.file is not None:  # "" too: an error, not the default device
         return sources.open_file(args.file, paced)
-    if args.stdin_format:
+    if args.stdin_format is not None:
         return sources.open_stdin(args.stdin_format, paced)
     return sources.DeviceSource(args.device)
+
+
+def reopen_device(spec: str | None, notice):
+    """--reconnect: try to open the device again, backing off, until it opens (or Ctrl-C)."""
+    from mmgat.stream.sources import DeviceSource, SourceError, refresh_devices
+
+    attempt = 0
+    while True:
+        time.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
+        attempt += 1
+        refresh_devices()
+        try:
+            return DeviceSource(spec)
+        except SourceError as error:
+            notice(f"reconnect attempt {attempt}: {error}")
 
 
 def list_devices(console: Console) -> None:
@@ -170,7 +194,8 @@ def prepare(args, source):
     from mmgat.stream.display import RunInfo
     from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
 
-    session, frontend = load_runtime(args.model, cpu=args.cpu, intra_op_threads=args.threads)
+    session, frontend = load_runtime(args.model, cpu=args.cpu, intra_op_threads=args.threads,
+                                     fp32=args.fp32)
     if frontend.device.type == "cpu":
         # torch would take every core; on a shared or small machine its threads then wait on each
         # other (a 2-core box measured 35 ms per frame on one thread, 80-380 ms on two when busy).
@@ -197,7 +222,7 @@ def live(args, console: Console, dashboard: bool, loaded) -> None:
     from mmgat.stream.display import LiveDisplay, PlainLines, latency_table
     from mmgat.stream.runner import LiveStream, run
     from mmgat.stream.sinks import CsvSink, JsonlSink, record
-    from mmgat.stream.sources import too_short
+    from mmgat.stream.sources import DeviceLost, too_short
 
     source = open_source(args)
     sinks, screens = [], []
@@ -215,23 +240,36 @@ def live(args, console: Console, dashboard: bool, loaded) -> None:
                 sink.write(rec)
             screens[0].update(update)
 
-        stream = LiveStream(source, state)
         loaded()
         screens[0].start()
         try:
-            run([stream], pipeline, emit)
+            while True:
+                try:
+                    run([LiveStream(source, state)], pipeline, emit)
+                    break
+                except DeviceLost as fault:  # reported in every output, then exit 1 or retry
+                    for sink in sinks:
+                        sink.write_error(state.received / SAMPLE_RATE, str(fault))
+                    if not args.reconnect:
+                        raise
+                    screens[0].notice(f"{fault}; reconnecting")
+                    source.close()
+                    source = None
+                    source = reopen_device(args.device, screens[0].notice)
+                    screens[0].notice(f"reconnected: {source.description}")
         except KeyboardInterrupt:
             pass  # Ctrl-C or SIGTERM: a normal way to stop
         except BrokenPipeError:
             # The reader of stdout left: stop quietly, and let later flushes go nowhere.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if state.frames == 0 and source.finished:
+        if state.frames == 0 and source is not None and source.finished:
             raise too_short(source.description, state.received, SAMPLE_RATE)
     finally:
         ignore_further_signals()
         for output in (*sinks, *screens):
             output.close()
-        source.close()
+        if source is not None:
+            source.close()
     if args.latency_report:
         console.print(latency_table(pipeline.stats))
 

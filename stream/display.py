@@ -121,6 +121,10 @@ class LiveDisplay:
     def update(self, update: Update) -> None:
         self.live.update(self.render(update), refresh=True)
 
+    def notice(self, message: str) -> None:
+        """A line above the dashboard (a device fault, a reconnection)."""
+        self.console.print(Text(f"mmgat-live: {message}", style="bold red"))
+
     def close(self) -> None:
         self.live.stop()
 
@@ -182,6 +186,9 @@ class PlainLines:
                 + f" | {update.level_dbfs:6.1f} dBFS | {losses(update)}"
                 + f" | compute {update.latency_ms['compute']:.1f} ms")
         self.console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+    def notice(self, message: str) -> None:
+        self.console.print(f"mmgat-live: {message}", soft_wrap=True, highlight=False, markup=False)
 
     def close(self) -> None:
         pass

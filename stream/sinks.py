@@ -46,6 +46,10 @@ class JsonlSink(TextSink):
         self.file.write(json.dumps(rec, separators=(",", ":")) + "\n")
         self.file.flush()
 
+    def write_error(self, t: float, message: str) -> None:
+        """A fault of the input (e.g. the device went away) at stream time t: {"t", "error"}."""
+        self.write({"t": round(t, 4), "error": message})
+
 
 class CsvSink(TextSink):
     """t, one column per class probability, active (';'-joined)."""
@@ -59,4 +63,9 @@ class CsvSink(TextSink):
 
     def write(self, rec: dict) -> None:
         self.writer.writerow([rec["t"], *(rec["probs"][c] for c in self.classes), ";".join(rec["active"])])
+        self.file.flush()
+
+    def write_error(self, t: float, message: str) -> None:
+        """A fault of the input: no probabilities, `error: message` in the active column."""
+        self.writer.writerow([round(t, 4), *([""] * len(self.classes)), f"error: {message}"])
         self.file.flush()

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 
 import numpy as np
 import soundfile
 
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, open_sound
+from mmgat.stream.resample import check_rate
 from mmgat.stream.ring import RingBuffer
 
 RING_SECONDS = 4.0  # device audio the ring holds between the callback and the worker
+STALL_SECONDS = 1.0  # a started device silent this long is gone (blocks come every few ms)
+CLOSE_TIMEOUT_S = 2.0  # closing a device that went away may hang in PortAudio: give up then
 STDIN_SUBTYPES = {"s16le": "PCM_16", "s32le": "PCM_32", "f32le": "FLOAT"}
 STDIN_FORMAT = re.compile(r"(?P<encoding>[a-z0-9]+):(?P<rate>\d+):(?P<channels>\d+)")
 NO_INPUT_DEVICES = ("no input devices: PortAudio sees no microphone here; to make a virtual one, "
@@ -28,6 +32,10 @@ NO_INPUT_DEVICES = ("no input devices: PortAudio sees no microphone here; to mak
 
 class SourceError(ValueError):
     """An input the user named that cannot be opened (no such device, no inputs, bad format)."""
+
+
+class DeviceLost(SourceError):
+    """A device that stopped delivering audio mid-run (unplugged, its audio server gone)."""
 
 
 def too_short(what: str, frames: int, rate: int) -> AudioError:
@@ -108,6 +116,15 @@ def input_settings(index: int) -> tuple[int, int]:
                       f"its native {native_rate} Hz x {native_channels}: {reason}")
 
 
+def refresh_devices() -> None:
+    """Re-read PortAudio's device list (it is read once, when PortAudio starts), so a device
+    plugged in again is found; call it with no stream open."""
+    import sounddevice as sd
+
+    sd._terminate()
+    sd._initialize()
+
+
 class DeviceSource:
     """A sounddevice input stream whose callback only copies into a RingBuffer."""
 
@@ -124,22 +141,20 @@ class DeviceSource:
         except sd.PortAudioError as error:
             raise SourceError(f"cannot open {name}: {error}") from None
         self.description = f"{name} ({self._stream.latency * 1e3:.0f} ms input latency)"
-        self._started = False
+        self._last_block = float("inf")  # monotonic time of the last block; set by start()
         self.input_overflows = 0  # blocks PortAudio reports lost before they reached the callback
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
             self.input_overflows += 1
         self.ring.write(indata)
+        self._last_block = time.monotonic()
 
     @property
     def overruns(self) -> int:
         return self.ring.overruns
 
-    @property
-    def finished(self) -> bool:
-        """A device ends only if PortAudio stops it (e.g. it was unplugged)."""
-        return self._started and not self._stream.active
+    finished = False  # a device never ends; when it goes away, read() raises DeviceLost
 
     def start(self) -> None:
         import sounddevice as sd
@@ -147,16 +162,36 @@ class DeviceSource:
         try:
             self._stream.start()
         except sd.PortAudioError as error:
-            raise SourceError(f"cannot start {self.description}: {error}") from None
-        self._started = True
+            raise DeviceLost(f"cannot start {self.description}: {error}") from None
+        self._last_block = time.monotonic()
 
     def read(self, max_frames: int) -> np.ndarray:
-        return self.ring.read(max_frames)
+        """What the ring holds; once it is empty, DeviceLost if PortAudio stopped the stream
+        or no block came for STALL_SECONDS (so every sample that arrived is delivered first)."""
+        block = self.ring.read(max_frames)
+        if len(block) or max_frames == 0:
+            return block
+        if not self._stream.active:
+            raise DeviceLost(f"{self.description} stopped (unplugged, or its audio server went away)")
+        if time.monotonic() - self._last_block > STALL_SECONDS:
+            raise DeviceLost(f"{self.description} delivered no audio for {STALL_SECONDS:g} s")
+        return block
 
     def close(self) -> None:
+        """Abort and close the stream, waiting at most CLOSE_TIMEOUT_S: PortAudio can hang for good
+        aborting a stream whose audio server died. A stream left hanging also takes sounddevice's
+        exit handler (PortAudio's shutdown) off, which would hang the process's exit the same way."""
+        import atexit
+
+        import sounddevice as sd
+
         # abort, not stop: stop waits for pending buffers, which a stalled device never delivers.
-        self._stream.abort()
-        self._stream.close()
+        closer = threading.Thread(target=lambda: (self._stream.abort(), self._stream.close()),
+                                  daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            atexit.unregister(sd._exit_handler)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +204,11 @@ class SoundFileSource:
     overruns = input_overflows = 0  # nothing is ever dropped: the reader pulls only what it can take
 
     def __init__(self, sound: soundfile.SoundFile, description: str, paced: bool):
+        try:  # a rate the resampler cannot take fails here, before the model loads
+            check_rate(sound.samplerate, description)
+        except AudioError:
+            sound.close()
+            raise
         self._sound, self.description, self.paced = sound, description, paced
         self.rate, self.channels = sound.samplerate, sound.channels
         self.consumed = 0  # frames handed out
@@ -184,7 +224,11 @@ class SoundFileSource:
             max_frames = min(max_frames, due)
         if self.finished or max_frames <= 0:
             return np.zeros((0, self.channels), np.float32)
-        block = self._sound.read(max_frames, dtype="float32", always_2d=True)
+        try:
+            block = self._sound.read(max_frames, dtype="float32", always_2d=True)
+        except RuntimeError as error:  # libsndfile: a corrupt block (a truncated FLAC: "lost sync")
+            reason = str(error).strip() or type(error).__name__
+            raise AudioError(f"cannot decode {self.description}: {reason}") from None
         self.consumed += len(block)
         self.finished = len(block) < max_frames
         return block

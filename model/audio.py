@@ -91,6 +91,8 @@ def open_sound(path: str | Path):
     """A soundfile.SoundFile reading `path`; AudioError when it cannot be opened."""
     import soundfile
 
+    if not str(path):  # Path("") is the current directory
+        raise AudioError("the file name is empty")
     if not Path(path).exists():  # libsndfile would say only "System error."
         raise AudioError(f"no such file: {path}")
     if Path(path).is_dir():

@@ -15,10 +15,33 @@ import math
 import numpy as np
 import torch
 
-from mmgat.model.audio import SAMPLE_RATE
+from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError
 from mmgat.model.install import import_torchaudio
 
 torchaudio = import_torchaudio()  # built for another torch: one clear line, not a traceback
+
+LOWPASS_WIDTH, ROLLOFF = 6, 0.99  # torchaudio.transforms.Resample's defaults, which we use
+MAX_FILTER_TAPS = 2 ** 24  # period_out x taps of the filter torchaudio builds (float64 while it does)
+MAX_BACKLOG = FRAME_SAMPLES // 4  # held-back outputs; a StreamState keeps more room than this at any hop
+MAX_AMPLITUDE = 1e3  # 60 dB over full scale; louder finite samples are clipped, or sums overflow
+
+
+def check_rate(rate: int, what: str = "the input") -> int:
+    """`rate` if StreamResampler can take it; AudioError for a rate whose ratio to 16 kHz reduces
+    to no small fraction (44101 Hz: a 16000 x 44135 filter, 5.6 GB to build) or that is so low
+    that the resampler would hold back more than a stream buffers (a few Hz: a hang)."""
+    rate = int(rate)
+    if rate < 1:
+        raise AudioError(f"{what}: sample rate {rate} Hz is not a rate")
+    divisor = math.gcd(rate, SAMPLE_RATE)
+    period_in, period_out = rate // divisor, SAMPLE_RATE // divisor
+    if rate != SAMPLE_RATE:
+        width = math.ceil(LOWPASS_WIDTH * period_in / (ROLLOFF * min(period_in, period_out)))
+        backlog = (-(-(width + period_in) // period_in) + 1) * period_out
+        if period_out * (2 * width + period_in) > MAX_FILTER_TAPS or backlog > MAX_BACKLOG:
+            raise AudioError(f"{what}: cannot resample {rate} Hz to {SAMPLE_RATE} Hz as a stream (the ratio "
+                             f"reduces to {period_in}/{period_out}); convert it to a common rate first")
+    return rate
 
 
 class StreamResampler:
@@ -26,7 +49,7 @@ class StreamResampler:
     Non-finite samples become silence."""
 
     def __init__(self, rate: int, channels: int):
-        self.rate, self.channels = int(rate), int(channels)
+        self.rate, self.channels = check_rate(rate), int(channels)
         divisor = math.gcd(self.rate, SAMPLE_RATE)
         self.period_in, self.period_out = self.rate // divisor, SAMPLE_RATE // divisor
         if self.rate == SAMPLE_RATE:
@@ -44,10 +67,12 @@ class StreamResampler:
             (-(-(self.width + self.period_in) // self.period_in) + 1) * self.period_out
 
     def feed(self, block: np.ndarray) -> np.ndarray:
-        mono = np.asarray(block, np.float32).mean(axis=1) if np.ndim(block) == 2 else np.asarray(block, np.float32)
         # NaN and infinite samples (a broken file or device) carry no sound: silence, so that one
-        # bad sample cannot turn a whole window of scores into NaN.
-        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+        # bad sample cannot turn a whole window of scores into NaN. Finite float samples can be
+        # absurdly loud too (up to 3e38): clipped, or the downmix or the STFT overflows to inf.
+        block = np.clip(np.nan_to_num(np.asarray(block, np.float32), nan=0.0, posinf=0.0, neginf=0.0),
+                        -MAX_AMPLITUDE, MAX_AMPLITUDE)
+        mono = block.mean(axis=1) if block.ndim == 2 else block
         if self._resample is None:  # already 16 kHz: downmix only, nothing held back
             return np.ascontiguousarray(mono, np.float32)
         self._pending = np.concatenate((self._pending, mono))

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=int, metavar="W", help="seconds in the graph, 1..64 "
                         "(default: the model's, else 10)")
     parser.add_argument("--cpu", action="store_true", help="run the frontend and ONNX Runtime on the CPU")
+    parser.add_argument("--fp32", action="store_true",
+                        help="run the frontend in fp32 (default: bf16 where the CPU or GPU has it natively)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="intra-op threads of ONNX Runtime and of a CPU frontend (per Ray task with "
                              "--engine ray; default 1)")
@@ -143,6 +145,7 @@ class Options:
     model: str | None = None
     window: int | None = None
     cpu: bool = False
+    fp32: bool = False
     threads: int = 1
     batch: int = DEFAULT_BATCH
 
@@ -155,7 +158,8 @@ class Tagger:
         from mmgat.stream.cli import DEFAULT_WINDOW
         from mmgat.stream.pipeline import Pipeline, check_window, hop_samples
 
-        session, frontend = load_runtime(options.model, cpu=options.cpu, intra_op_threads=options.threads)
+        session, frontend = load_runtime(options.model, cpu=options.cpu, intra_op_threads=options.threads,
+                                         fp32=options.fp32)
         meta = session.metadata
         self.options = options
         self.window = check_window(options.window if options.window is not None
@@ -195,7 +199,9 @@ class Tagger:
                     except (RuntimeError, OSError, ValueError) as error:  # libsndfile: a corrupt block
                         del active[key]
                         file.close()
-                        yield file.index, error_row(file.path, f"cannot decode {file.path}: {first_line(error)}")
+                        message = first_line(error) if isinstance(error, AudioError) else \
+                            f"cannot decode {file.path}: {first_line(error)}"  # the source's says so already
+                        yield file.index, error_row(file.path, message)
                 for update in self.pipeline.step([file.stream.state for file in active.values()]):
                     active[id(update.stream)].add(update)
                 for key, file in list(active.items()):
@@ -479,7 +485,8 @@ def tag(args) -> int:
     paths = expand_paths(args.paths)
     if not paths:
         raise TagError(f"no audio files in {', '.join(args.paths)}")
-    options = Options(model=args.model, window=args.window, cpu=args.cpu, threads=args.threads, batch=args.batch)
+    options = Options(model=args.model, window=args.window, cpu=args.cpu, fp32=args.fp32, threads=args.threads,
+                      batch=args.batch)
     started = time.perf_counter()
     interrupted = False
     with signals_interrupt():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmgat.model.frontend import ASSETS, Frontend, default_device, load_frontend
+from mmgat.model.frontend import ASSETS, Frontend, default_device, load_frontend, serving_precision
 from mmgat.model.graph import SIMILARITIES
 from mmgat.model.labels import CLASSES, GROUPS
 
@@ -130,10 +130,13 @@ def frontend_path_for(session: MMGATSession) -> Path:
     return beside
 
 
-def load_runtime(model_path=None, cpu: bool = False,
-                 intra_op_threads: int = 1) -> tuple[MMGATSession, Frontend]:
-    """The artifact and the frontend it names, on CUDA when present (unless cpu)."""
+def load_runtime(model_path=None, cpu: bool = False, intra_op_threads: int = 1,
+                 fp32: bool = False) -> tuple[MMGATSession, Frontend]:
+    """The artifact and the frontend it names, on CUDA when present (unless cpu), in the
+    serving precision (unless fp32)."""
     session = MMGATSession(model_path, cpu=cpu, intra_op_threads=intra_op_threads)
-    frontend = load_frontend(frontend_path_for(session), device=default_device(cpu))
+    device = default_device(cpu)
+    frontend = load_frontend(frontend_path_for(session), device=device,
+                             precision="fp32" if fp32 else serving_precision(device))
     session.check_frontend(frontend)
     return session, frontend

@@ -30,6 +30,7 @@ from mmgat.model.audio import EMBED_DIM, LogMel
 AUDIOSET = "vggish-audioset"
 TRUNK = "vggish-trunk"
 FRONTEND_FORMAT = "mmgat-frontend/1"
+PRECISIONS = ("fp32", "bf16")  # of the network's arithmetic; the log-mel is always fp32
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_FRONTEND = ASSETS / "frontend-vggish-trunk.pt"
 
@@ -102,11 +103,13 @@ NETWORKS = {AUDIOSET: VGGishAudioSet, TRUNK: VGGishTrunk}
 class Frontend(nn.Module):
     """1 s waveform frames (B, FRAME_SAMPLES) -> (B, EMBED_DIM) instances."""
 
-    def __init__(self, name: str = TRUNK):
+    def __init__(self, name: str = TRUNK, precision: str = "fp32"):
         super().__init__()
         if name not in NETWORKS:
             raise FrontendError(f"unknown frontend {name!r}; known: {', '.join(NETWORKS)}")
-        self.name = name
+        if precision not in PRECISIONS:
+            raise FrontendError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+        self.name, self.precision = name, precision
         self.recorded_fingerprint: str | None = None  # as written in the file it was loaded from
         self.log_mel = LogMel()
         self.net = NETWORKS[name]()
@@ -118,7 +121,9 @@ class Frontend(nn.Module):
         return self.log_mel.examples(frames).contiguous(memory_format=torch.channels_last)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.net(self.examples(frames))
+        examples = self.examples(frames)
+        with torch.autocast(examples.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.net(examples).float()
 
     @property
     def device(self) -> torch.device:
@@ -235,7 +240,7 @@ def save_frontend(frontend: Frontend, path, meta: dict | None = None) -> str:
     return fingerprint
 
 
-def load_frontend(path=None, device=None) -> Frontend:
+def load_frontend(path=None, device=None, precision: str = "fp32") -> Frontend:
     """One of our frontend files (default: the shipped `vggish-trunk`), hash-checked."""
     path = Path(path or DEFAULT_FRONTEND)
     recorded = Path(f"{path}.sha256")
@@ -248,7 +253,7 @@ def load_frontend(path=None, device=None) -> Frontend:
     blob = _safe_load(path)
     if not isinstance(blob, dict) or blob.get("format") != FRONTEND_FORMAT:
         raise FrontendError(f"{path}: not an mmgat frontend file")
-    frontend = Frontend(blob["name"])
+    frontend = Frontend(blob["name"], precision)
     _load_state(frontend.net, blob["state_dict"], path)
     frontend.recorded_fingerprint = blob["fingerprint"]
     frontend.meta = blob.get("meta", {})
@@ -257,3 +262,15 @@ def load_frontend(path=None, device=None) -> Frontend:
 
 def default_device(cpu: bool = False) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 pays on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); elsewhere it is
+    emulated and slower than fp32."""
+    return device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def serving_precision(device: torch.device) -> str:
+    """What mmgat-live and mmgat-tag run by default: bf16 where it is native (measured in
+    benchmarks/RESULTS.md: faster, and the whole model's F1 within 0.01 of fp32), else fp32."""
+    return "bf16" if native_bf16(device) else "fp32"

@@ -13,7 +13,7 @@ from mmgat.export.onnx import PARITY_TOLERANCE, PARITY_WINDOWS, export_checkpoin
 from mmgat.export.runtime import (CPU, CUDA, MMGATSession, ModelError, choose_providers,
                                   load_runtime)
 from mmgat.model.checkpoint import load_checkpoint
-from mmgat.model.frontend import Frontend, save_frontend, seeded_init
+from mmgat.model.frontend import Frontend, save_frontend, seeded_init, serving_precision
 from mmgat.model.labels import CLASSES
 
 
@@ -75,6 +75,8 @@ def test_refuses_tampered_or_unhashed_or_foreign_artifacts(tiny_model, tmp_path)
 def test_runtime_refuses_a_frontend_it_was_not_trained_on(tiny_model, tmp_path):
     session, frontend = load_runtime(tiny_model)
     assert frontend.recorded_fingerprint == session.metadata["frontend_fingerprint"]
+    assert frontend.precision == serving_precision(frontend.device)
+    assert load_runtime(tiny_model, fp32=True)[1].precision == "fp32"  # --fp32
     moved = tmp_path / "artifact"
     moved.mkdir()
     for path in tiny_model.parent.iterdir():

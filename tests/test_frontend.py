@@ -12,7 +12,8 @@ import torch
 
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
 from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, load_audioset,
-                                  load_frontend, save_frontend, seeded_init)
+                                  load_frontend, native_bf16, save_frontend, seeded_init,
+                                  serving_precision)
 
 
 def probe_frames() -> np.ndarray:
@@ -176,3 +177,22 @@ def test_cuda_equals_cpu(trunk):
     gpu = trunk.to("cuda").embed(probe_frames())
     trunk.to("cpu")
     np.testing.assert_allclose(gpu, cpu, atol=1e-3, rtol=1e-3)
+
+
+def test_bf16_frontend_stays_close_to_fp32_and_keeps_the_fingerprint(tmp_path):
+    """The shipped trunk in the serving precision: same instances to within bf16's rounding (the
+    model-level F1 change is measured in benchmarks/frontend_precision.py)."""
+    fp32, bf16 = (load_frontend(precision=precision) for precision in ("fp32", "bf16"))
+    assert bf16.recorded_fingerprint == fp32.recorded_fingerprint  # the same weights
+    a, b = fp32.embed(probe_frames()), bf16.embed(probe_frames())
+    assert b.dtype == np.float32
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.999, cosine
+    with pytest.raises(FrontendError, match="precision"):
+        Frontend(TRUNK, precision="fp8")
+
+
+def test_serving_precision_follows_native_bf16():
+    cpu = torch.device("cpu")
+    assert serving_precision(cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert serving_precision(torch.device("cuda")) == "bf16"

@@ -275,6 +275,12 @@ def load_synth(directory, input_kind: str = "embedding", frontend_file=None,
     paths = [entry["path"] for entry in entries]
     instances, frontend = cached_instances(directory, paths, input_kind, frontend_file, rebuild,
                                            device, expected_fingerprint)
+    return synth_clips(entries, instances, frontend)
+
+
+def synth_clips(entries: list[dict], instances: list[np.ndarray], frontend: dict) -> ClipSet:
+    """Manifest entries + their clips' instances -> a ClipSet with clip and per-second labels."""
+    paths = [entry["path"] for entry in entries]
     seconds = []
     for clip, entry in zip(instances, entries):  # align: a clip may hold a partial last second
         labels = second_targets_of(entry)

@@ -38,8 +38,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mmgat.model.audio import EXAMPLE_FRAMES, LOG_OFFSET, N_MELS, LogMel, load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, VGGishTrunk,
-                                  default_device, load_audioset, load_frontend, save_frontend,
-                                  seeded_init)
+                                  default_device, load_audioset, load_frontend, native_bf16,
+                                  save_frontend, seeded_init)
 from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.train.data import (cache_path, cached_instances, read_manifest,
                                     second_targets_of, synth_split)
@@ -133,12 +133,6 @@ def initial_frontend(init, seed: int) -> Frontend:
     return frontend
 
 
-def bf16_autocast(device: torch.device) -> bool:
-    """bf16 pays on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); elsewhere it is
-    emulated and slower than fp32."""
-    return device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 class Trainee(nn.Module):
     """The trunk with BatchNorm, its pooled head and the probe: log-mel (B, 96, 64) -> logits."""
 
@@ -211,7 +205,7 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
     """Train (or continue training) the frontend; returns a summary with `done` False when the
     time budget ran out before the schedule ended (resume later)."""
     device = torch.device(device or default_device())
-    autocast = bf16_autocast(device)
+    autocast = native_bf16(device)
     entries = read_manifest(data)[:max_clips]
     split_of_clip = np.array([synth_split(entry.get("seed", entry["path"])) for entry in entries])
     examples, targets, clip = logmel_cache(data, entries)

@@ -160,20 +160,44 @@ def loading_notice(console: Console, dashboard: bool):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+class StopSignals:
+    """Ctrl-C, SIGTERM and SIGHUP (the terminal closed) raise KeyboardInterrupt in the main thread,
+    except inside `deferred()`, which raises it at its end instead."""
+
+    def __init__(self):
+        self.holding = self.pending = False
+
+    def interrupt(self, signum, frame):
+        if self.holding:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """An update reaches every sink or none: a JSONL and a CSV of one run hold the same
+        updates. (Blocking the signals would not do: another thread may take them.)"""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def signals_interrupt():
-    """Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop the run (KeyboardInterrupt: sinks
-    flushed, stream closed, exit 0), also where SIGINT came in ignored (a background job of a
-    script); the previous handlers are back afterwards (main() may run inside another program)."""
+    """Stop signals stop the run (KeyboardInterrupt: sinks flushed, stream closed, exit 0), also
+    where SIGINT came in ignored (a background job of a script); yields the StopSignals; the
+    previous handlers are back afterwards (main() may run inside another program)."""
+    stop = StopSignals()
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
     for signum in previous:
-        signal.signal(signum, interrupt)
+        signal.signal(signum, stop.interrupt)
     try:
-        yield
+        yield stop
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -215,7 +239,7 @@ def prepare(args, source):
     return pipeline, state, info
 
 
-def live(args, console: Console, dashboard: bool, loaded) -> None:
+def live(args, console: Console, dashboard: bool, loaded, stop: StopSignals) -> None:
     """Stream until the source ends, the duration is reached or a signal comes; `loaded()` is
     called once the model is ready, just before the dashboard starts."""
     from mmgat.model.audio import SAMPLE_RATE
@@ -236,8 +260,9 @@ def live(args, console: Console, dashboard: bool, loaded) -> None:
 
         def emit(update):
             rec = record(update, info.classes, info.groups, info.thresholds)
-            for sink in sinks:
-                sink.write(rec)
+            with stop.deferred():
+                for sink in sinks:
+                    sink.write(rec)
             screens[0].update(update)
 
         loaded()
@@ -284,8 +309,8 @@ def main(argv=None) -> int:
             return 0
         with loading_notice(console, dashboard) as loaded:  # before the slow imports
             check_args(args)
-            with signals_interrupt():
-                live(args, console, dashboard, loaded)
+            with signals_interrupt() as stop:
+                live(args, console, dashboard, loaded, stop)
     except KeyboardInterrupt:
         return 0  # stopped before streaming began (e.g. while the model loaded)
     except (ValueError, OSError) as error:  # user errors: every module raises ValueError subclasses

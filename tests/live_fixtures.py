@@ -5,6 +5,7 @@ playback-only device. Import the fixtures you use into the test module."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ LIVE = [sys.executable, "-m", "mmgat.stream.cli"]
 LOADING_LINE = f"{PROG}: {LOADING}"  # the first line of every run without the dashboard
 RECORD_KEYS = {"t", "probs", "active", "seconds", "latency_ms", "overruns", "input_overflows"}
 MIC_CHUNK_S = 0.02  # the virtual microphone writes this much audio at a time
+RUN_LIMIT_S = 60  # one in-process run; far more than any case needs, so past it is a hang
 
 
 def tone(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1, freq: float = 440.0,
@@ -44,6 +46,60 @@ def write_clip(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path
 
 def run_live(args, env=None, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*LIVE, *map(str, args)], env=env, input=input, capture_output=True, timeout=timeout)
+
+
+class Hang(Exception):
+    """Raised by the alarm inside a run that takes far too long (no handler of main() takes it)."""
+
+
+@contextlib.contextmanager
+def piped_stdin(payload: bytes):
+    """sys.stdin is the read end of a pipe that a thread fills with `payload` (as a shell pipe
+    would), closed once written; a CLI that stops reading early breaks the pipe, as in a shell."""
+    read_fd, write_fd = os.pipe()
+
+    def write():
+        try:
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(payload)
+        except BrokenPipeError:  # refused before it read everything
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    saved, sys.stdin = sys.stdin, os.fdopen(read_fd, "rb")
+    try:
+        yield
+    finally:
+        sys.stdin.close()
+        sys.stdin = saved
+        writer.join(RUN_LIMIT_S)
+
+
+def run_main(args, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """mmgat-live's main(args) in this process -> (exit status, stdout, stderr)."""
+    from mmgat.stream.cli import main
+
+    def hang(signum, frame):
+        raise Hang(f"mmgat-live {' '.join(map(str, args))} ran past {RUN_LIMIT_S} s")
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.setitimer(signal.ITIMER_REAL, RUN_LIMIT_S)
+    try:
+        with contextlib.ExitStack() as stack:
+            if stdin is not None:
+                stack.enter_context(piped_stdin(stdin))
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(err))
+            try:
+                status = main([str(arg) for arg in args])
+            except SystemExit as stop:  # usage errors (argparse)
+                status = stop.code
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return status, out.getvalue(), err.getvalue()
 
 
 def parse_records(stdout: bytes) -> list[dict]:

@@ -8,15 +8,10 @@ so that stderr holds nothing but the loading line and at most one error line."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
-import signal
-import sys
-import threading
 from decimal import Decimal
 
 import numpy as np
@@ -25,7 +20,7 @@ import soundfile
 from hypothesis import HealthCheck, assume, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 
-from live_fixtures import LOADING_LINE, check_record, one_error_line, write_clip
+from live_fixtures import LOADING_LINE, check_record, one_error_line, run_main, write_clip
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, to_mono_16k
 from mmgat.model.graph import MAX_WINDOW
 from mmgat.stream.pipeline import MAX_PHASES, SILENCE_DBFS, StreamState
@@ -34,7 +29,6 @@ from mmgat.stream.ring import RingBuffer
 from mmgat.stream.runner import LiveStream
 from mmgat.stream.sources import SoundFileSource
 
-RUN_LIMIT_S = 60  # one in-process run; far more than any case needs, so past it is a hang
 WINDOW = 3
 HOPS = [FRAME_SAMPLES // k for k in range(1, MAX_PHASES + 1) if FRAME_SAMPLES % k == 0]  # every valid hop
 MAX_LEVEL_DBFS = 20 * math.log10(MAX_AMPLITUDE)  # louder samples are clipped
@@ -43,60 +37,6 @@ FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 
 # ---------------------------------------------------------------------------------------------
 # Running mmgat-live in-process and judging what it left
-
-
-class Hang(Exception):
-    """Raised by the alarm inside a run that takes far too long (no handler of main() takes it)."""
-
-
-@contextlib.contextmanager
-def piped_stdin(payload: bytes):
-    """sys.stdin is the read end of a pipe that a thread fills with `payload` (as a shell pipe
-    would), closed once written; a CLI that stops reading early breaks the pipe, as in a shell."""
-    read_fd, write_fd = os.pipe()
-
-    def write():
-        try:
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(payload)
-        except BrokenPipeError:  # refused before it read everything
-            pass
-
-    writer = threading.Thread(target=write, daemon=True)
-    writer.start()
-    saved, sys.stdin = sys.stdin, os.fdopen(read_fd, "rb")
-    try:
-        yield
-    finally:
-        sys.stdin.close()
-        sys.stdin = saved
-        writer.join(RUN_LIMIT_S)
-
-
-def run_main(args, stdin: bytes | None = None) -> tuple[int, str, str]:
-    """mmgat-live's main(args) in this process -> (exit status, stdout, stderr)."""
-    from mmgat.stream.cli import main
-
-    def hang(signum, frame):
-        raise Hang(f"mmgat-live {' '.join(map(str, args))} ran past {RUN_LIMIT_S} s")
-
-    out, err = io.StringIO(), io.StringIO()
-    previous = signal.signal(signal.SIGALRM, hang)
-    signal.setitimer(signal.ITIMER_REAL, RUN_LIMIT_S)
-    try:
-        with contextlib.ExitStack() as stack:
-            if stdin is not None:
-                stack.enter_context(piped_stdin(stdin))
-            stack.enter_context(contextlib.redirect_stdout(out))
-            stack.enter_context(contextlib.redirect_stderr(err))
-            try:
-                status = main([str(arg) for arg in args])
-            except SystemExit as stop:  # usage errors (argparse)
-                status = stop.code
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    return status, out.getvalue(), err.getvalue()
 
 
 def strict_json(line: str) -> dict:

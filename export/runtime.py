@@ -47,6 +47,12 @@ def check_metadata(metadata: dict, source) -> dict:
         raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
     if tuple(metadata["classes"]) != CLASSES or tuple(metadata["groups"]) != GROUPS:
         raise ModelError(f"{source}: its class list differs from this version's")
+    for key, names in (("thresholds", CLASSES), ("second_thresholds", CLASSES),
+                       ("group_thresholds", GROUPS)):
+        values = metadata[key]
+        if not (isinstance(values, list) and len(values) == len(names)
+                and all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values)):
+            raise ModelError(f"{source}: its {key} are not {len(names)} numbers in [0, 1]")
     graph_settings(metadata, source)
     return metadata
 

@@ -1,9 +1,11 @@
 """ONNX export: parity with torch, metadata, hash checks, provider choice, frontend matching."""
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +66,6 @@ def test_refuses_tampered_or_unhashed_or_foreign_artifacts(tiny_model, tmp_path)
         MMGATSession(copy)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x01junk")
-    import hashlib
     (tmp_path / "junk.onnx.sha256").write_text(hashlib.sha256(junk.read_bytes()).hexdigest())
     with pytest.raises(ModelError, match="not a valid"):
         MMGATSession(junk)
@@ -137,3 +138,29 @@ def test_a_model_without_its_frontend_beside_it_is_an_error_naming_the_file(tiny
     frontend_name = MMGATSession(alone).metadata["frontend_file"]
     with pytest.raises(ModelError, match=f"needs its frontend {frontend_name}"):
         load_runtime(alone)
+
+
+def with_metadata(model, path, change) -> Path:
+    """A copy of the artifact whose metadata `change(metadata_text)` rewrote, hash recorded."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    for prop in proto.metadata_props:
+        if prop.key == "mmgat":
+            prop.value = change(prop.value)
+    onnx.save(proto, str(path))
+    Path(f"{path}.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda text: text[: len(text) // 2], "not a valid"),  # malformed JSON
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "thresholds"}), "lacks thresholds"),
+    (lambda text: json.dumps({**json.loads(text), "classes": json.loads(text)["classes"][:-1]}), "class list"),
+    (lambda text: json.dumps({**json.loads(text), "thresholds": json.loads(text)["thresholds"][:-1]}),
+     "thresholds are not 20"),
+    (lambda text: json.dumps({**json.loads(text), "group_thresholds": ["x"] * 3}), "group_thresholds"),
+])
+def test_refuses_missing_or_malformed_metadata(tiny_model, tmp_path, change, message):
+    with pytest.raises(ModelError, match=message):
+        MMGATSession(with_metadata(tiny_model, tmp_path / "m.onnx", change))

@@ -319,3 +319,15 @@ def test_nan_and_inf_samples_never_reach_the_records(tiny_model, tmp_path, rate)
                  "--no-display", "--as-fast-as-possible"]) == 0
     records = [json.loads(line, parse_constant=not_json) for line in out.read_text().splitlines()]
     assert len(records) == 3
+
+
+def test_a_reader_that_leaves_stops_the_run_quietly(tiny_model, clip_44k_stereo):
+    """`mmgat-live ... --jsonl - | head -1`: the reader chose to stop; no traceback, no error."""
+    live = subprocess.Popen([*LIVE, "--file", str(clip_44k_stereo), "--model", str(tiny_model), "--cpu",
+                             "--no-display", "--as-fast-as-possible", "--hop", "0.05", "--jsonl", "-"],  # > a pipe buffer
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    json.loads(live.stdout.readline())
+    live.stdout.close()  # as head does after its line
+    stderr = live.stderr.read().decode()
+    assert live.wait(60) == 0
+    assert "Traceback" not in stderr and "error" not in stderr

@@ -175,7 +175,10 @@ def test_a_rerun_resumes_the_same_run_and_refuses_another(runs, tmp_path, capsys
     first = (tmp_path / "clips" / "000000.wav").stat().st_mtime_ns
     with open(tmp_path / "manifest.jsonl", "a") as manifest:
         manifest.write('{"path": "clips/0000')  # a line cut short by a crash
+    killed_mid_clip = tmp_path / "clips" / ".000002.partial.wav"  # a worker killed while writing
+    killed_mid_clip.write_bytes(b"RIFF\x00\x00")
     assert _synth(tmp_path, 7, 3) == 0  # renders clip 2 only
+    assert not killed_mid_clip.exists()
     assert (tmp_path / "clips" / "000000.wav").stat().st_mtime_ns == first
     assert (tmp_path / "manifest.jsonl").read_bytes() == (serial / "manifest.jsonl").read_bytes()
     assert (tmp_path / "clips/000002.wav").read_bytes() == (serial / "clips/000002.wav").read_bytes()

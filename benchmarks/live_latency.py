@@ -75,6 +75,7 @@ def per_hop_compute(session, frontend, frames: int) -> dict:
             for stage in stages:
                 stages[stage].append(update.latency_ms[stage])
     result = {"window": WINDOW, "per_hop_compute_ms": percentiles(compute), "bare_frontend_ms": percentiles(bare),
+              "samples_ms": {"per_hop_compute": compute, "bare_frontend": bare},
               "stages_ms": {stage: percentiles(values) for stage, values in stages.items()}}
     result["p99_ratio"] = result["per_hop_compute_ms"]["p99"] / result["bare_frontend_ms"]["p99"]
     result["goal_p99_ratio"] = 1.3

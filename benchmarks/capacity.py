@@ -23,8 +23,6 @@ Without --model it uses the shipped artifact, or else the seeded test artifact (
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +38,7 @@ from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_latency import percentiles  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
 
 WINDOW = 10
@@ -163,11 +161,11 @@ def main(argv=None) -> int:
     report = {"benchmark": "capacity", "model": str(model), "provider": session.provider,
               "device": str(frontend.device), "threads": args.threads, "hop_s": HOP_S, "window": WINDOW,
               "tick_s": args.tick, "seconds": args.seconds, "warmup_s": WARMUP_S, "budget_ms": BUDGET_MS,
-              "machine": {**machine(), "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
+              "machine": machine(),
               "runs": runs, "max_streams": max_streams,
               "first_missed": next((run["streams"] for run in runs if not run["kept_up"]), None),
               "goal": GOAL_STREAMS, "meets_goal": max_streams >= GOAL_STREAMS}
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.json)
     show(report, Console(width=max(100, Console().width)))
     return 0
 

@@ -12,7 +12,6 @@ The serving default (`serving_precision`) must be the fastest variant whose F1 m
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from mmgat.model.train.data import extract_instances, read_manifest, synth_clips
 from mmgat.model.train.evaluate import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402
 
 VARIANTS = ("fp32", "bf16", "int8")
@@ -163,7 +162,7 @@ def main(argv=None) -> int:
     report = {"benchmark": "frontend_precision", "model": str(model), "threads": args.threads,
               "machine": machine(), **measure(model, args.data, args.threads, args.max_clips,
                                               args.calls)}
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.json)
     show(report, Console(width=max(100, Console().width)))
     return 0
 

@@ -19,7 +19,6 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # before numpy loads BLAS
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,7 +31,7 @@ from mmgat.model.audio import EMBED_DIM  # noqa: E402
 from mmgat.model.graph import InstanceGraph  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 
 WINDOWS = (10, 30, 60)
 NEIGHBOURS = 2
@@ -117,9 +116,7 @@ def main() -> None:
     info = {**machine(), "blas_threads": os.environ["OPENBLAS_NUM_THREADS"]}
     console.print(f"{info['cpu']}, {info['cores']} cores, {info['platform']}")
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"benchmark": "graph_push", "machine": info, "results": results}, out,
-                      indent=2)
+        save({"benchmark": "graph_push", "machine": info, "results": results}, args.json)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Without --model it uses the shipped artifact, or else builds the seeded test art
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from mmgat.stream.sinks import JsonlSink, record
 from mmgat.stream.sources import open_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
 
 WINDOW = 10
@@ -154,12 +153,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     report = {"benchmark": "live_latency", "model": str(model), "provider": session.provider,
               "device": str(frontend.device), "threads": args.threads,
-              "machine": {**machine(), "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
+              "machine": machine(),
               "per_hop": per_hop_compute(session, frontend, args.frames)}
     with tempfile.TemporaryDirectory() as scratch:
         clip = click_file(Path(scratch) / "clicks.wav")
         report["sound_to_label"] = [sound_to_label(session, frontend, clip, hop) for hop in (1.0, 0.25)]
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.json)
     show(report, Console(width=max(100, Console().width)))
     return 0
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import time
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -44,7 +46,15 @@ def machine() -> dict:
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
         "platform": platform.platform(), "python": platform.python_version(),
-        "cpu": cpu_model(), "cores": os.cpu_count(),
+        "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "packages": packages,
     }
+
+
+def save(report: dict, path) -> None:
+    """A benchmark's JSON, its folder made if need be."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")

@@ -21,7 +21,6 @@ Needs pulseaudio, libasound2-plugins, libportaudio2 (see "No microphone? a virtu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -48,7 +47,7 @@ from mmgat.stream.sources import DeviceSource, SourceError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_latency import FRAME_S, SLACK_MS, percentiles  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -271,11 +270,9 @@ def main(argv=None) -> int:
               "device": {"index": device, "name": "pulse (PulseAudio pipe source)",
                          "input_latency_ms": results[0]["input_latency_ms"], "portaudio": sd.get_portaudio_version()[1]},
               "window": args.window, "instrument": args.instrument, "clip": str(args.clip), "excerpt_s": args.excerpt,
-              "threads": 1, "machine": {**machine(), "torch_threads": torch.get_num_threads(),
-                                        "load_average": os.getloadavg()},
+              "threads": 1, "machine": machine(),
               "mic_to_label": results}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.json)
     show(report, Console(width=max(100, Console().width)))
     return 0
 

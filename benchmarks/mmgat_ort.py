@@ -7,7 +7,6 @@ at W = 10 and 64, for the shipped model or a seeded random one of the same archi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 
 
 def artifact(model_arg: str | None) -> Path:
@@ -75,8 +74,7 @@ def main() -> int:
     report = {"benchmark": "mmgat_ort", "model": str(path), "provider": session.provider,
               "threads": args.threads, "results": results, "machine": machine()}
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        save(report, args.json)
     return 0
 
 

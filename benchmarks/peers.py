@@ -18,8 +18,6 @@ Without --model it uses the shipped artifact, or else the seeded test artifact (
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +35,7 @@ from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_latency import percentiles  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
 
 WINDOW = 10  # seconds each update scores, ours (graph nodes) and CNN14 (its input)
@@ -230,15 +228,14 @@ def main(argv=None) -> int:
     ratios["offline_cost"] = {f"ours/{peer}": speed[peer] / speed["ours"] for peer in peers}  # wall per audio s
     report = {"benchmark": "peers", "model": str(model_path), "provider": session.provider,
               "device": str(frontend.device), "threads": args.threads,
-              "machine": {**machine(), "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
+              "machine": machine(),
               "notes": "random-noise audio (numpy seed 0); peers with random weights; wall times; "
                        "gflops: FlopCounterMode (2 per multiply-add; convolutions and matmuls, no STFT), "
                        "ours: the frontend only (MMGAT runs in ONNX Runtime); params ours: frontend + ONNX "
                        "initializers",
               "models": models, "ratios": ratios,
               "goal": {"per_hop_p50_ours/cnn14": GOAL, "met": bool(ratios["per_hop_p50"]["ours/cnn14"] <= GOAL)}}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.json)
     show(report, Console(width=max(120, Console().width)))
     return 0
 

@@ -26,7 +26,7 @@ from mmgat.export.runtime import MMGATSession
 from mmgat.stream.tag import main as tag_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 
 SAMPLES = Path("/usr/share/sonic-pi/samples")
 # recording -> the classes it holds (the recordings hold nothing else of the 20)
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
               "machine": machine(), "recordings": results,
               "all_held_classes_heard": sum(r["all_heard"] for r in results),
               "with_extra_labels": sum(bool(r["extra_labels"]) for r in results)}
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.json)
     show(results, Console(width=max(120, Console().width)))
     return 0
 

@@ -11,7 +11,6 @@ Goal: mmgat-tag >= 0.9 x the bare forward.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
 from mmgat.stream.tag import Options, Tagger, expand_paths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402
 
 BARE_BATCH = 64
@@ -103,7 +102,7 @@ def main(argv=None) -> int:
     report = {"benchmark": "throughput", "model": str(artifact(args.model)), "folder": args.folder,
               "threads": args.threads, "machine": machine(),
               **measure(artifact(args.model), paths, args.threads, args.batch, args.fp32)}
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.json)
     show(report, Console(width=max(100, Console().width)))
     return 0
 

@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from graph_push import NEIGHBOURS, time_window  # noqa: E402  (first: it pins BLAS to one thread before numpy loads)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -43,7 +42,7 @@ from mmgat.model.checkpoint import load_checkpoint  # noqa: E402
 from mmgat.model.graph import InstanceGraph  # noqa: E402
 
 from live_latency import percentiles  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
 
 WINDOWS = (1, 2, 4, 8, 10, 16, 32, 64)
@@ -132,9 +131,8 @@ def main(argv=None) -> int:
     report = {"benchmark": "window_scaling", "model": str(model), "provider": session.provider,
               "torch_model": torch_model, "threads": THREADS, "neighbours": NEIGHBOURS, "dim": EMBED_DIM,
               "pushes": args.pushes, "repeats": args.repeats,
-              "machine": {**machine(), "torch_threads": torch.get_num_threads(),
-                          "blas_threads": os.environ["OPENBLAS_NUM_THREADS"]}, "results": results}
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+              "machine": {**machine(), "blas_threads": os.environ["OPENBLAS_NUM_THREADS"]}, "results": results}
+    save(report, args.json)
     show(report, Console(width=max(120, Console().width)))
     return 0
 

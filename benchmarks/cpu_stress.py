@@ -22,17 +22,20 @@ and the wall time each one appeared in the file (polled every 20 ms):
 - what the plain display printed: the lines whose `overruns N` (display.losses()) show the drops.
 
     python benchmarks/cpu_stress.py --json OUT.json [--seconds 40] [--stress-start 10]
-        [--stress-seconds 10] [--hogs N] [--cli-nice 19] [--hog-nice N] [--hop 1.0] [--model M]
+        [--stress-seconds 10] [--hogs N] [--cli-nice 19] [--cli-sched-idle] [--hog-nice N]
+        [--hop 1.0] [--model M] [--keep DIR]
 
 About a minute: ~20 s of model loading plus `--seconds` of stream (longer if audio was dropped).
 Run it from an ordinary shell (nice 0): run under `nice -n 19` itself, the CLI cannot be made
-nicer than the hogs (niceness stops at 19) unless `--hog-nice` lowers theirs (root only).
+nicer than the hogs (niceness stops at 19); then `--cli-sched-idle` (SCHED_IDLE, below any
+niceness, no root needed) starves it instead, or `--hog-nice` lowers the hogs' (root only).
+A heartbeat thread in this process (where the virtual microphone's writer runs) reports its
+largest scheduling gap during the stress, to tell a starved microphone from a starved CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -51,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 from live_fixtures import LIVE, VirtualMic  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import machine, save  # noqa: E402
 from soak import FIRST_T, Watch, demo_mono  # noqa: E402
 
 from mmgat.model.audio import SAMPLE_RATE  # noqa: E402
@@ -63,6 +66,31 @@ HOG = "while True:\n    pass\n"
 
 def niceness() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+class Heartbeat:
+    """A thread of this process that wakes every 20 ms and keeps the largest gap between wake-ups:
+    the virtual microphone's writer thread lives in this process, so a large gap means the
+    microphone itself may have stalled (the source then truly delivers nothing)."""
+
+    def __init__(self):
+        self.max_gap_s, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.02):
+            now = time.monotonic()
+            self.max_gap_s = max(self.max_gap_s, now - last - 0.02)
+            last = now
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
 
 
 def start_hogs(count: int, hog_nice: int | None) -> list[subprocess.Popen]:
@@ -149,8 +177,13 @@ def stress_run(args, work: Path, console: Console) -> dict:
         if args.model:
             command += ["--model", args.model]
         with open(work / "stdout.txt", "wb") as out, open(work / "stderr.txt", "wb") as err:
+            def deprioritise():
+                os.nice(args.cli_nice)
+                if args.cli_sched_idle:
+                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
             process = subprocess.Popen(command, env=mic.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                       preexec_fn=lambda: os.nice(args.cli_nice))
+                                       preexec_fn=deprioritise)
             watch = Watch(process, jsonl)
             follower = threading.Thread(target=watch.follow, daemon=True)
             follower.start()
@@ -158,10 +191,11 @@ def stress_run(args, work: Path, console: Console) -> dict:
             while process.poll() is None and not any(r.get("t", 0) >= args.stress_start for r in watch.records):
                 time.sleep(0.02)
             on = time.monotonic()
-            hogs = start_hogs(args.hogs, args.hog_nice)
-            console.print(f"  {len(hogs)} hog(s) on for {args.stress_seconds:g} s")
-            time.sleep(args.stress_seconds)
-            stop_hogs(hogs)
+            with Heartbeat() as heartbeat:
+                hogs = start_hogs(args.hogs, args.hog_nice)
+                console.print(f"  {len(hogs)} hog(s) on for {args.stress_seconds:g} s")
+                time.sleep(args.stress_seconds)
+                stop_hogs(hogs)
             off = time.monotonic()
             hogs = []
             console.print("  hogs off; waiting for the run to end ...")
@@ -187,6 +221,8 @@ def stress_run(args, work: Path, console: Console) -> dict:
         "stress_on_t": next((r["t"] for r, a in zip(records, arrivals) if a >= on), None),
         "hogs": args.hogs, "cli_nice": niceness() + args.cli_nice if niceness() + args.cli_nice < 19 else 19,
         "hog_nice": args.hog_nice if args.hog_nice is not None else niceness(),
+        "cli_sched_idle": args.cli_sched_idle,
+        "mic_process_max_gap_ms_during_stress": heartbeat.max_gap_s * 1e3,
         "stderr_tail": stderr[-2000:],
     }
     if records:
@@ -202,7 +238,7 @@ def stress_run(args, work: Path, console: Console) -> dict:
 def show(report: dict, console: Console) -> None:
     m, r = report["machine"], report["run"]
     table = Table(title=f"mmgat-live under CPU stress: {m['cpu']}, {m['cores']} cores; {r['hogs']} hog(s) at "
-                        f"nice {r['hog_nice']}, CLI at nice {r['cli_nice']}")
+                        f"nice {r['hog_nice']}, CLI at nice {r['cli_nice']}{' SCHED_IDLE' if r['cli_sched_idle'] else ''}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     yes = {True: "yes", False: "NO"}
@@ -213,6 +249,8 @@ def show(report: dict, console: Console) -> None:
 
     rows = [
         ("survived (exit 0, no traceback)", yes[r["survived"]]),
+        ("error records", "; ".join(r["error_records"]) or "-"),
+        ("virtual mic's process: max scheduling gap ms", f"{r['mic_process_max_gap_ms_during_stress']:.0f}"),
         ("records / expected", f"{r['records']} / {r['expected_records']}"),
         ("timestamps exactly k*hop+1", yes[r["timestamps_exact"]]),
         ("stress (wall s after first record)", f"{r['stress_on_wall_s']:.1f} -> {r['stress_off_wall_s']:.1f}"),
@@ -251,6 +289,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cli-nice", type=int, default=19, help="niceness added to mmgat-live's (default 19)")
     parser.add_argument("--hog-nice", type=int, help="absolute niceness of the hogs (default: this script's; "
                         "lower than it needs root)")
+    parser.add_argument("--cli-sched-idle", action="store_true",
+                        help="also run mmgat-live under SCHED_IDLE (below any niceness; no root needed): "
+                             "starves it even when this script runs under nice -n 19")
     parser.add_argument("--hop", type=float, default=1.0, help="mmgat-live --hop (default 1.0)")
     parser.add_argument("--model", help="artifact (default: mmgat-live's default, the shipped one)")
     parser.add_argument("--keep", metavar="DIR", help="keep the JSONL and the CLI's output here")
@@ -267,7 +308,7 @@ def main(argv=None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
+    save(report, args.json)
     show(report, console)
     run = report["run"]
     lag = run.get("lag", {})

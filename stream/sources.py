@@ -22,7 +22,10 @@ from mmgat.stream.resample import check_rate
 from mmgat.stream.ring import RingBuffer
 
 RING_SECONDS = 4.0  # device audio the ring holds between the callback and the worker
-STALL_SECONDS = 1.0  # a started device silent this long is gone (blocks come every few ms)
+# A started device silent this long is gone. Blocks come every few ms, but a busy CPU can hold
+# the callback back for over a second (measured: benchmarks/cpu_stress.py); past what the ring
+# holds, the audio would be lost anyway.
+STALL_SECONDS = RING_SECONDS
 CLOSE_TIMEOUT_S = 2.0  # closing a device that went away may hang in PortAudio: give up then
 STDIN_SUBTYPES = {"s16le": "PCM_16", "s32le": "PCM_32", "f32le": "FLOAT"}
 STDIN_FORMAT = re.compile(r"(?P<encoding>[a-z0-9]+):(?P<rate>\d+):(?P<channels>\d+)")

@@ -104,7 +104,7 @@ def measure(model: Path, data: Path, threads: int, max_clips: int | None, calls:
     session = MMGATSession(model, cpu=True, intra_op_threads=threads)
     frontend_file = frontend_path_for(session)
     entries = test_clips(data, max_clips)
-    frames = np.stack(split_frames(load_audio(data / entries[0]["path"]))[:1] * BATCH)
+    frames = np.concatenate([split_frames(load_audio(data / e["path"])) for e in entries[:8]])[:BATCH]
     embedders = {precision: load_frontend(frontend_file, precision=precision)
                  for precision in ("fp32", "bf16")}
     embedders["int8"] = Int8Frontend(embedders["fp32"], calibration_frames(data), threads)

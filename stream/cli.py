@@ -87,7 +87,7 @@ def check_args(args) -> None:
                          f"got {args.duration:g}")
     if args.jsonl == "-" and args.csv == "-":
         raise ValueError("--jsonl and --csv cannot both write to stdout")
-    if args.reconnect and (args.file or args.stdin_format or args.demo):
+    if args.reconnect and (args.file is not None or args.stdin_format is not None or args.demo):
         raise ValueError("--reconnect is for input devices, not files or stdin")
 
 

@@ -165,6 +165,7 @@ def bad_inputs(tmp_path_factory, tiny_model):
     (["--model", "{truncated}"], "sha256 differs"),
     (["--model", "{garbage}"], "not a valid MMGAT ONNX artifact"),
     (["--jsonl", "{root}/no/such/dir/out.jsonl"], "No such file or directory"),
+    (["--reconnect", "--file", ""], "--reconnect is for input devices"),
 ])
 def test_user_errors_are_one_line(tiny_model, bad_inputs, clip_44k_stereo, capsys, args, expected):
     from mmgat.stream.cli import main

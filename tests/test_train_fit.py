@@ -101,6 +101,10 @@ def test_ablate_writes_the_table(synthetic_set, tmp_path):
     table = (tmp_path / "ablation.md").read_text()
     assert "| MMGAT_graph |" in table and "0.620" in table  # the paper's number beside ours
     assert json.loads((tmp_path / "ablation.json").read_text())["results"]["MMGAT-EMD"]["paper"] == [0.62, 0.61]
+    (tmp_path / "mmgat-emd" / "model.pt").unlink()  # a finished variant is reused, not retrained
+    again = ablate(synthetic_set, tmp_path, epochs=1, only=["MMGAT-EMD"], device="cpu", progress=False)
+    assert again["results"]["MMGAT-EMD"] == json.loads(json.dumps(summary["results"]["MMGAT-EMD"]))
+    assert not (tmp_path / "mmgat-emd" / "model.pt").exists()
     with pytest.raises(ValueError, match="unknown variants"):
         ablate(synthetic_set, tmp_path, only=["nope"])
 

@@ -47,7 +47,9 @@ def slug(name: str) -> str:
 def ablate(data, out, epochs: int = 30, seed: int = 0, only=None, frontend=None, device=None,
            **fit_options) -> dict:
     """Train and score every variant (or those named in `only`); fit_options go to every fit.
-    Returns the summary written to ablation.json."""
+    Each finished variant is written to REPORT_DIR/<variant>/result.json and reused by a later
+    run with the same data, epochs, seed and frontend, so a long run can be stopped and
+    continued. Returns the summary written to ablation.json."""
     out = Path(out)
     device = torch.device(device) if device else default_device()
     names = list(VARIANTS) + list(BASELINES)
@@ -57,8 +59,14 @@ def ablate(data, out, epochs: int = 30, seed: int = 0, only=None, frontend=None,
     embedded = load_data(data, "embedding", frontend, device=device)
     has_audio = Path(data).is_dir()  # OpenMIC ships features only
     results = {}
+    settings = {"data": str(data), "epochs": epochs, "seed": seed,
+                "frontend": embedded.frontend["fingerprint"], "fit_options": fit_options}
     for name in names:
         if only and name not in only:
+            continue
+        done = out / slug(name) / "result.json"
+        if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
+            results[name] = json.loads(done.read_text())["result"]
             continue
         started = time.perf_counter()
         if name in VARIANTS:
@@ -78,7 +86,10 @@ def ablate(data, out, epochs: int = 30, seed: int = 0, only=None, frontend=None,
             report = train_and_score(data, embedded, epochs, seed, device)
         results[name] = {"f1_micro": report["f1_micro"], "f1_macro": report["f1_macro"],
                          "map": report["map"], "test_clips": report["clips"], "paper": paper,
-                         "table": table, "seconds": round(time.perf_counter() - started, 1)}
+                         "table": table, "seconds": round(time.perf_counter() - started, 1),
+                         "per_second_f1_micro": report.get("per_second", {}).get("f1_micro")}
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps({"settings": settings, "result": results[name]}, indent=2))
     summary = {"data": str(data), "epochs": epochs, "seed": seed, "device": str(device),
                "frontend": embedded.frontend, "data_summary": embedded.summary(),
                "results": results}

@@ -53,9 +53,9 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
-from live_fixtures import LIVE, VirtualMic  # noqa: E402
+from live_fixtures import LIVE, VirtualMic, Watch  # noqa: E402
 from machine import machine, save  # noqa: E402
-from soak import FIRST_T, Watch, demo_mono  # noqa: E402
+from soak import FIRST_T, SAMPLE_EVERY_S, demo_mono  # noqa: E402
 
 from mmgat.model.audio import SAMPLE_RATE  # noqa: E402
 
@@ -185,7 +185,7 @@ def stress_run(args, work: Path, console: Console) -> dict:
             process = subprocess.Popen(command, env=mic.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                        preexec_fn=deprioritise)
             watch = Watch(process, jsonl)
-            follower = threading.Thread(target=watch.follow, daemon=True)
+            follower = threading.Thread(target=watch.follow, args=(SAMPLE_EVERY_S,), daemon=True)
             follower.start()
             console.print(f"CPU stress: waiting for stream time {args.stress_start:g} s ...")
             while process.poll() is None and not any(r.get("t", 0) >= args.stress_start for r in watch.records):

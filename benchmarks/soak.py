@@ -39,7 +39,6 @@ RSS samples otherwise swing by up to ~30 MB).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -58,7 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 from machine import machine, save  # noqa: E402
-from live_fixtures import LIVE, VirtualMic  # noqa: E402
+from live_fixtures import LIVE, VirtualMic, Watch  # noqa: E402
 
 from mmgat.model.audio import SAMPLE_RATE  # noqa: E402
 from mmgat.model.frontend import ASSETS  # noqa: E402
@@ -67,7 +66,6 @@ DEMO = ASSETS / "demo.flac"
 FIRST_T = 1.0  # stream time of the first record: one whole 1 s frame
 GOAL_GROWTH_MB = 20.0
 SAMPLE_EVERY_S = 1.0
-POLL_S = 0.02  # how often the JSONL is read for new records (their wall-clock arrival)
 CHUNK_S = 60  # audio generated and written a minute at a time
 
 
@@ -99,61 +97,6 @@ def write_flac(path: Path, seconds: float) -> Path:
         for chunk in varied_audio(seconds):
             out.write(chunk)
     return path
-
-
-def proc_stats(pid: int) -> dict | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    if "VmRSS" not in fields:  # a zombie: it has exited, not yet been waited for
-        return None
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "threads": int(fields["Threads"]), "fds": fds}
-
-
-class Watch:
-    """Follows a child and its JSONL: every record with the wall time it was first seen, and a
-    /proc sample every SAMPLE_EVERY_S with the records so far."""
-
-    def __init__(self, process: subprocess.Popen, jsonl: Path):
-        self.process, self.jsonl = process, jsonl
-        self.records, self.arrivals, self.samples = [], [], []
-        self._buffer, self._offset = b"", 0
-
-    def _read_new(self) -> None:
-        if not self.jsonl.is_file():
-            return
-        with open(self.jsonl, "rb") as f:
-            f.seek(self._offset)
-            data = f.read()
-        self._offset += len(data)
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        now = time.monotonic()
-        for line in lines:
-            if line.strip():
-                self.records.append(json.loads(line))
-                self.arrivals.append(now)
-
-    def follow(self, every_s: float = SAMPLE_EVERY_S) -> None:
-        started = next_sample = time.monotonic()
-        while True:
-            done = self.process.poll() is not None
-            self._read_new()
-            now = time.monotonic()
-            if not done and now >= next_sample:
-                stats = proc_stats(self.process.pid)
-                if stats is not None:
-                    last_t = self.records[-1]["t"] if self.records else None
-                    self.samples.append({"wall_s": round(now - started, 3), "records": len(self.records),
-                                         "t": last_t, **stats})
-                next_sample += every_s
-            if done:
-                self._read_new()
-                return
-            time.sleep(POLL_S)
 
 
 def expected_times(duration_s: float, hop: float) -> list[float]:

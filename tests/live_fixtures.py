@@ -29,6 +29,7 @@ LOADING_LINE = f"{PROG}: {LOADING}"  # the first line of every run without the d
 RECORD_KEYS = {"t", "probs", "active", "seconds", "latency_ms", "overruns", "input_overflows"}
 MIC_CHUNK_S = 0.02  # the virtual microphone writes this much audio at a time
 RUN_LIMIT_S = 60  # one in-process run; far more than any case needs, so past it is a hang
+POLL_S = 0.02  # how often Watch reads a child's JSONL for new records (their wall-clock arrival)
 
 
 def tone(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1, freq: float = 440.0,
@@ -134,6 +135,61 @@ def one_error_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("mmgat-live: error: "), stderr
     return lines[0]
+
+
+def proc_stats(pid: int) -> dict | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if "VmRSS" not in fields:  # a zombie: it has exited, not yet been waited for
+        return None
+    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "threads": int(fields["Threads"]), "fds": fds}
+
+
+class Watch:
+    """Follows a child and its JSONL: every record with the wall time it was first seen, and a
+    /proc sample every `every_s` with the records so far."""
+
+    def __init__(self, process: subprocess.Popen, jsonl: Path):
+        self.process, self.jsonl = process, jsonl
+        self.records, self.arrivals, self.samples = [], [], []
+        self._buffer, self._offset = b"", 0
+
+    def _read_new(self) -> None:
+        if not self.jsonl.is_file():
+            return
+        with open(self.jsonl, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        self._offset += len(data)
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        now = time.monotonic()
+        for line in lines:
+            if line.strip():
+                self.records.append(json.loads(line))
+                self.arrivals.append(now)
+
+    def follow(self, every_s: float) -> None:
+        started = next_sample = time.monotonic()
+        while True:
+            done = self.process.poll() is not None
+            self._read_new()
+            now = time.monotonic()
+            if not done and now >= next_sample:
+                stats = proc_stats(self.process.pid)
+                if stats is not None:
+                    last_t = self.records[-1]["t"] if self.records else None
+                    self.samples.append({"wall_s": round(now - started, 3), "records": len(self.records),
+                                         "t": last_t, **stats})
+                next_sample += every_s
+            if done:
+                self._read_new()
+                return
+            time.sleep(POLL_S)
 
 
 class VirtualMic:

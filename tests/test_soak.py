@@ -10,15 +10,12 @@ long the scheduler holds the stream back varies too much for a timed test.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
-from live_fixtures import LIVE, check_record
+from live_fixtures import LIVE, Watch, check_record
 from mmgat.model.audio import SAMPLE_RATE
 
 SOAK_S = 600  # stream seconds through the accelerated run
@@ -46,48 +43,6 @@ def varied_pcm(seconds: int, seed: int = 0):
         yield (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
-def proc_rss_mb(pid: int) -> float | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # None once the process is a zombie (no VmRSS line)
-    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), None)
-
-
-class Follow:
-    """The JSONL records of a running child as they appear (with their wall-clock arrival), and
-    (rss, records so far) samples."""
-
-    def __init__(self, process: subprocess.Popen, path: Path):
-        self.process, self.path = process, path
-        self.records, self.arrivals, self.rss = [], [], []
-        self._offset, self._rest = 0, b""
-
-    def read(self) -> None:
-        if not self.path.is_file():
-            return
-        with open(self.path, "rb") as f:
-            f.seek(self._offset)
-            data = f.read()
-        self._offset += len(data)
-        *lines, self._rest = (self._rest + data).split(b"\n")
-        now = time.monotonic()
-        for line in filter(None, lines):
-            self.records.append(json.loads(line))
-            self.arrivals.append(now)
-
-    def run(self, every_s: float = 0.02, rss_every_s: float = 0.02) -> None:
-        next_rss = 0.0
-        while self.process.poll() is None:
-            self.read()
-            if time.monotonic() >= next_rss and (rss := proc_rss_mb(self.process.pid)) is not None:
-                self.rss.append((rss, len(self.records)))
-                next_rss = time.monotonic() + rss_every_s
-            time.sleep(every_s)
-        self.read()
-
-
 def test_soak_accelerated_stdin(tiny_model, tmp_path):
     jsonl = tmp_path / "soak.jsonl"
     process = subprocess.Popen(
@@ -107,13 +62,13 @@ def test_soak_accelerated_stdin(tiny_model, tmp_path):
     stderr = []
     reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
     reader.start()
-    follow = Follow(process, jsonl)
-    follow.run()
+    watch = Watch(process, jsonl)
+    watch.follow(every_s=0.02)
     feeder.join(30)
     reader.join(30)
     assert process.returncode == 0, stderr[0].decode()
 
-    records = follow.records
+    records = watch.records
     assert [r["t"] for r in records] == [1.0 + k for k in range(SOAK_S)]  # exact, and every one
     for rec in records[::60]:
         check_record(rec, window=WINDOW)
@@ -121,8 +76,8 @@ def test_soak_accelerated_stdin(tiny_model, tmp_path):
     # RSS while the stream ran, from the end of warm-up to the last sample before the last record
     # (the teardown frees memory, which would hide growth): the floor and the peak of the last
     # fifth of the samples against the first fifth (single samples fall anywhere within a hop).
-    streaming = [rss for rss, count in follow.rss if WARMUP_S <= count < len(records)]
-    assert len(streaming) >= 50, f"too few RSS samples after warm-up: {follow.rss}"
+    streaming = [s["rss_mb"] for s in watch.samples if WARMUP_S <= s["records"] < len(records)]
+    assert len(streaming) >= 50, f"too few RSS samples after warm-up: {watch.samples}"
     first, last = streaming[:len(streaming) // 5], streaming[-(len(streaming) // 5):]
     growth = max(min(last) - min(first), max(last) - max(first))
     assert growth < RSS_GROWTH_MB, f"RSS grew {growth:.1f} MB after warm-up: {streaming}"

@@ -1,7 +1,7 @@
 """Frontend precision on the CPU: fp32, bf16 (autocast, channels-last) and int8 (ONNX Runtime
-static quantization: QDQ, per-channel int8 weights, uint8 activations calibrated on training
-seconds), each at batch 1 and batched: ms per frame, and F1 of the whole model (shipped MMGAT on
-that frontend's instances, windows as mmgat-tag serves them) on the synthetic test split.
+static quantization as `mmgat-live` runs it, see model/int8.py), each at batch 1 and batched:
+ms per frame, and F1 of the whole model (shipped MMGAT on that frontend's instances, windows as
+mmgat-tag serves them) on the synthetic test split.
 
     python benchmarks/frontend_precision.py --data DIR --json benchmarks/results/frontend_precision.json
 
@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from rich.console import Console
 from rich.table import Table
 
 from mmgat.export.runtime import frontend_path_for, MMGATSession
 from mmgat.model.audio import load_audio, split_frames
-from mmgat.model.frontend import Frontend, load_frontend, serving_precision
+from mmgat.model.frontend import PRECISIONS, load_frontend, serving_precision
 from mmgat.model.train.data import extract_instances, read_manifest, synth_clips, synth_split
 from mmgat.model.train.evaluate import evaluate
 
@@ -34,43 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine, save  # noqa: E402
 from mmgat_ort import artifact  # noqa: E402
 
-VARIANTS = ("fp32", "bf16", "int8")
+VARIANTS = PRECISIONS  # fp32 first: the reference
 BATCH = 64
-CALIBRATION_SECONDS = 512
 MAX_F1_DROP = 0.01
-
-
-class Int8Frontend:
-    """The frontend's network quantized to int8 and run by ONNX Runtime on the log-mel examples
-    the torch frontend computes (the log-mel stays fp32)."""
-
-    def __init__(self, frontend: Frontend, calibration_frames: np.ndarray, threads: int):
-        self.name, self.examples = frontend.name, frontend.examples
-        calibration = self.log_mel(calibration_frames)
-        with tempfile.TemporaryDirectory() as scratch:
-            fp32, int8 = Path(scratch) / "frontend.onnx", Path(scratch) / "frontend-int8.onnx"
-            torch.onnx.export(frontend.net, (torch.from_numpy(calibration[:1]),), str(fp32),
-                              input_names=["examples"], output_names=["instances"],
-                              dynamic_axes={"examples": {0: "batch"}, "instances": {0: "batch"}},
-                              opset_version=17, dynamo=False)
-            batches = iter([{"examples": calibration[i:i + BATCH]}
-                            for i in range(0, len(calibration), BATCH)])
-            reader = type("Calibration", (CalibrationDataReader,),
-                          {"get_next": lambda self: next(batches, None)})()
-            quantize_static(str(fp32), str(int8), reader, quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(str(int8), options,
-                                                providers=["CPUExecutionProvider"])
-
-    @torch.inference_mode()
-    def log_mel(self, frames) -> np.ndarray:
-        return self.examples(torch.as_tensor(frames, dtype=torch.float32)).contiguous().numpy()
-
-    def embed(self, frames) -> np.ndarray:
-        return self.session.run(None, {"examples": self.log_mel(frames)})[0]
 
 
 def ms_per_frame(embedder, frames: np.ndarray, calls: int) -> float:
@@ -89,25 +52,13 @@ def test_clips(data: Path, max_clips: int | None) -> list[dict]:
     return entries[:max_clips]
 
 
-def calibration_frames(data: Path) -> np.ndarray:
-    """Training seconds (never test ones) for the int8 activation ranges."""
-    frames = []
-    for entry in read_manifest(data):
-        if synth_split(entry.get("seed", entry["path"])) == "train":
-            frames.extend(split_frames(load_audio(data / entry["path"])))
-        if len(frames) >= CALIBRATION_SECONDS:
-            break
-    return np.stack(frames[:CALIBRATION_SECONDS])
-
-
 def measure(model: Path, data: Path, threads: int, max_clips: int | None, calls: int) -> dict:
     session = MMGATSession(model, cpu=True, intra_op_threads=threads)
     frontend_file = frontend_path_for(session)
     entries = test_clips(data, max_clips)
     frames = np.concatenate([split_frames(load_audio(data / e["path"])) for e in entries[:8]])[:BATCH]
-    embedders = {precision: load_frontend(frontend_file, precision=precision)
-                 for precision in ("fp32", "bf16")}
-    embedders["int8"] = Int8Frontend(embedders["fp32"], calibration_frames(data), threads)
+    embedders = {precision: load_frontend(frontend_file, precision=precision, threads=threads)
+                 for precision in VARIANTS}
     identity = {"name": embedders["fp32"].name, "file": str(frontend_file),
                 "fingerprint": embedders["fp32"].recorded_fingerprint}
     results = {}

@@ -2,6 +2,7 @@
 
     python benchmarks/report.py --data DIR          # run all (~20 min on 2 cores), then write
     python benchmarks/report.py --report-only       # rewrite RESULTS.md from results/*.json
+    python benchmarks/report.py --data DIR --only throughput capacity   # re-run some
 
 DIR is a synthetic data set (`mmgat-train synth`): its first 400 test clips give the precision
 F1; its first 200 test clips, written as 44.1 kHz stereo FLAC (as users' files are), and its own
@@ -62,10 +63,12 @@ def user_files(data: Path, folder: Path) -> Path:
     return folder
 
 
-def run_all(data: Path) -> None:
+def run_all(data: Path, only=None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = user_files(data, Path(scratch))
         for name, command in commands(data, folder).items():
+            if only and name not in only:
+                continue
             print(f"== {name}", flush=True)
             subprocess.run([sys.executable, str(HERE / command[0]), *command[1:],
                             "--json", str(RESULTS / f"{name}.json")], check=True)
@@ -114,11 +117,9 @@ def precision_section(r: dict) -> list[str]:
             "Fastest within 0.01 F1 of fp32: batch 1 "
             f"**{r['fastest_within_0.01']['batch1_ms_per_frame']}**, batched "
             f"**{r['fastest_within_0.01']['batch64_ms_per_frame']}**. The default of "
-            f"`mmgat-live` and `mmgat-tag` on this CPU: **{r['serving_default']}** (`--fp32` "
-            "keeps fp32)." + ("" if r["serving_default"] in r["fastest_within_0.01"].values() else
-                              " Not yet the measured winner: the runtime has no int8 frontend path "
-                              "(it needs the quantized frontend shipped, or made, beside the fp16 "
-                              "one); that is the next step.")]
+            f"`mmgat-live` and `mmgat-tag` on this CPU: **{r['serving_default']}** (`--precision "
+            "fp32` keeps fp32)." + ("" if r["serving_default"] in r["fastest_within_0.01"].values()
+                                    else " **Not the measured winner: change `serving_precision`.**")]
 
 
 def throughput_section(runs: dict[str, dict]) -> list[str]:
@@ -313,11 +314,13 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="synthetic data set with a test split")
     parser.add_argument("--report-only", action="store_true", help="do not run the benchmarks")
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=list(commands(Path(), Path())),
+                        help="run only these benchmarks (the others' results are kept)")
     args = parser.parse_args(argv)
     if not args.report_only:
         if args.data is None:
             parser.error("--data is needed to run the benchmarks")
-        run_all(args.data)
+        run_all(args.data, args.only)
     write_report()
     return 0
 

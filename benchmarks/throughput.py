@@ -3,7 +3,7 @@ time, beside the bare batched frontend forward on the same audio held in memory,
 
     python benchmarks/throughput.py FOLDER --json benchmarks/results/throughput.json [--files 200]
 
-Both run in the serving precision (`--fp32` for fp32) with `--threads` threads. Model load and the
+Both run in the serving precision (or `--precision`) with `--threads` threads. Model load and the
 first file (numba compilation, kernel selection) are timed apart and not counted.
 Goal: mmgat-tag >= 0.9 x the bare forward.
 """
@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
+from mmgat.stream.cli import FRONTEND_PRECISIONS
 from mmgat.stream.tag import Options, Tagger, expand_paths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,9 +53,10 @@ def tag(tagger: Tagger, paths: list[str]) -> dict:
     return {"audio_s": audio, "wall_s": wall, "x_real_time": audio / wall}
 
 
-def measure(model: Path, paths: list[str], threads: int, batch: int, fp32: bool) -> dict:
+def measure(model: Path, paths: list[str], threads: int, batch: int, precision: str | None) -> dict:
     started = time.perf_counter()
-    tagger = Tagger(Options(model=str(model), cpu=True, fp32=fp32, threads=threads, batch=batch))
+    tagger = Tagger(Options(model=str(model), cpu=True, precision=precision, threads=threads,
+                            batch=batch))
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     list(tagger.run([(0, paths[0])]))
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
     parser.add_argument("--files", type=int, default=200, help="tag the first N files")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8, help="as mmgat-tag --batch")
-    parser.add_argument("--fp32", action="store_true", help="as mmgat-tag --fp32")
+    parser.add_argument("--precision", choices=FRONTEND_PRECISIONS, help="as mmgat-tag --precision")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"throughput: no audio files in {args.folder}")
     report = {"benchmark": "throughput", "model": str(artifact(args.model)), "folder": args.folder,
               "threads": args.threads, "machine": machine(),
-              **measure(artifact(args.model), paths, args.threads, args.batch, args.fp32)}
+              **measure(artifact(args.model), paths, args.threads, args.batch, args.precision)}
     save(report, args.json)
     show(report, Console(width=max(100, Console().width)))
     return 0

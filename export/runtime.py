@@ -83,6 +83,8 @@ class MMGATSession:
     def __init__(self, path=None, cpu: bool = False, intra_op_threads: int = 1):
         import onnxruntime as ort
 
+        from mmgat.model.int8 import session_options
+
         self.path = Path(path or DEFAULT_MODEL)
         if not self.path.is_file():
             raise ModelError(f"model not found: {self.path}")
@@ -92,13 +94,9 @@ class MMGATSession:
             raise ModelError(f"{self.path}: no recorded hash ({recorded.name} is missing)")
         if sha256_bytes(data) != recorded.read_text().split()[0]:
             raise ModelError(f"{self.path}: sha256 differs from {recorded.name} (corrupt or truncated)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                data, options, providers=choose_providers(cpu, ort.get_available_providers()))
+                data, session_options(intra_op_threads), providers=choose_providers(cpu, ort.get_available_providers()))
             metadata = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
         except Exception:
             raise ModelError(f"{self.path}: not a valid MMGAT ONNX artifact") from None
@@ -137,12 +135,13 @@ def frontend_path_for(session: MMGATSession) -> Path:
 
 
 def load_runtime(model_path=None, cpu: bool = False, intra_op_threads: int = 1,
-                 fp32: bool = False) -> tuple[MMGATSession, Frontend]:
-    """The artifact and the frontend it names, on CUDA when present (unless cpu), in the
-    serving precision (unless fp32)."""
+                 precision: str | None = None) -> tuple[MMGATSession, Frontend]:
+    """The artifact and the frontend it names, on CUDA when present (unless cpu), in
+    `precision` (default: the serving precision of the device)."""
     session = MMGATSession(model_path, cpu=cpu, intra_op_threads=intra_op_threads)
     device = default_device(cpu)
     frontend = load_frontend(frontend_path_for(session), device=device,
-                             precision="fp32" if fp32 else serving_precision(device))
+                             precision=precision or serving_precision(device),
+                             threads=intra_op_threads)
     session.check_frontend(frontend)
     return session, frontend

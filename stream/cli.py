@@ -25,6 +25,8 @@ DEFAULT_WINDOW = 10  # frames, when the artifact does not say
 DEFAULT_HOP = 1.0  # seconds, when the artifact does not say
 LOADING = "loading the model ..."
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # between attempts; then every 8 s until Ctrl-C
+# model.frontend.PRECISIONS, spelled here so that argument parsing need not import torch.
+FRONTEND_PRECISIONS = ("int8", "bf16", "fp32")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the model's, else 1.0; 0.25 gives four updates a second)")
     parser.add_argument("--model", metavar="PATH", help="exported MMGAT artifact (default: the shipped one)")
     parser.add_argument("--cpu", action="store_true", help="run the frontend and ONNX Runtime on the CPU")
-    parser.add_argument("--fp32", action="store_true",
-                        help="run the frontend in fp32 (default: bf16 where the CPU or GPU has it natively)")
+    parser.add_argument("--precision", choices=FRONTEND_PRECISIONS,
+                        help="the frontend's arithmetic (default: int8 on the CPU, bf16 on CUDA)")
     parser.add_argument("--no-display", action="store_true", help="plain lines instead of the dashboard")
     parser.add_argument("--as-fast-as-possible", action="store_true",
                         help="files and stdin: do not pace to real time")
@@ -219,7 +221,7 @@ def prepare(args, source):
     from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
 
     session, frontend = load_runtime(args.model, cpu=args.cpu, intra_op_threads=args.threads,
-                                     fp32=args.fp32)
+                                     precision=args.precision)
     if frontend.device.type == "cpu":
         # torch would take every core; on a shared or small machine its threads then wait on each
         # other (a 2-core box measured 35 ms per frame on one thread, 80-380 ms on two when busy).
@@ -231,7 +233,8 @@ def prepare(args, source):
     state = StreamState(window, hop_samples(hop), limit=limit, **session.graph)
     info = RunInfo(source=source.description, rate=source.rate, channels=source.channels,
                    model=str(session.path), provider=session.provider,
-                   frontend=f"{frontend.name} {frontend.recorded_fingerprint or ''} on {frontend.device}",
+                   frontend=f"{frontend.name} {frontend.recorded_fingerprint or ''} {frontend.precision} "
+                            f"on {frontend.device}",
                    window=window, hop=hop, classes=tuple(meta["classes"]), groups=tuple(meta["groups"]),
                    thresholds=session.thresholds)
     pipeline = Pipeline(session, frontend)

@@ -46,6 +46,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mmgat.stream.cli import FRONTEND_PRECISIONS
+
 PROG = "mmgat-tag"
 TAG_HOP_SECONDS = 1.0  # one update per second of audio: per-second rows need no more
 DEFAULT_BATCH = 8  # files in flight at once, sharing each Pipeline.step
@@ -94,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=int, metavar="W", help="seconds in the graph, 1..64 "
                         "(default: the model's, else 10)")
     parser.add_argument("--cpu", action="store_true", help="run the frontend and ONNX Runtime on the CPU")
-    parser.add_argument("--fp32", action="store_true",
-                        help="run the frontend in fp32 (default: bf16 where the CPU or GPU has it natively)")
+    parser.add_argument("--precision", choices=FRONTEND_PRECISIONS,
+                        help="the frontend's arithmetic (default: int8 on the CPU, bf16 on CUDA)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="intra-op threads of ONNX Runtime and of a CPU frontend (per Ray task with "
                              "--engine ray; default 1)")
@@ -145,7 +147,7 @@ class Options:
     model: str | None = None
     window: int | None = None
     cpu: bool = False
-    fp32: bool = False
+    precision: str | None = None  # default: the device's serving precision
     threads: int = 1
     batch: int = DEFAULT_BATCH
 
@@ -159,7 +161,7 @@ class Tagger:
         from mmgat.stream.pipeline import Pipeline, check_window, hop_samples
 
         session, frontend = load_runtime(options.model, cpu=options.cpu, intra_op_threads=options.threads,
-                                         fp32=options.fp32)
+                                         precision=options.precision)
         meta = session.metadata
         self.options = options
         self.window = check_window(options.window if options.window is not None
@@ -485,7 +487,7 @@ def tag(args) -> int:
     paths = expand_paths(args.paths)
     if not paths:
         raise TagError(f"no audio files in {', '.join(args.paths)}")
-    options = Options(model=args.model, window=args.window, cpu=args.cpu, fp32=args.fp32, threads=args.threads,
+    options = Options(model=args.model, window=args.window, cpu=args.cpu, precision=args.precision, threads=args.threads,
                       batch=args.batch)
     started = time.perf_counter()
     interrupted = False

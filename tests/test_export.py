@@ -77,7 +77,7 @@ def test_runtime_refuses_a_frontend_it_was_not_trained_on(tiny_model, tmp_path):
     session, frontend = load_runtime(tiny_model)
     assert frontend.recorded_fingerprint == session.metadata["frontend_fingerprint"]
     assert frontend.precision == serving_precision(frontend.device)
-    assert load_runtime(tiny_model, fp32=True)[1].precision == "fp32"  # --fp32
+    assert load_runtime(tiny_model, precision="fp32")[1].precision == "fp32"  # --precision fp32
     moved = tmp_path / "artifact"
     moved.mkdir()
     for path in tiny_model.parent.iterdir():

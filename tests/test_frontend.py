@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, load_audioset,
-                                  load_frontend, native_bf16, save_frontend, seeded_init,
+from mmgat.model.frontend import (AUDIOSET, PRECISIONS, TRUNK, Frontend, FrontendError,
+                                  load_audioset, load_frontend, save_frontend, seeded_init,
                                   serving_precision)
 
 
@@ -177,22 +177,34 @@ def test_cuda_equals_cpu(trunk):
     gpu = trunk.to("cuda").embed(probe_frames())
     trunk.to("cpu")
     np.testing.assert_allclose(gpu, cpu, atol=1e-3, rtol=1e-3)
+    with pytest.raises(FrontendError, match="CPU only"):
+        load_frontend(precision="int8", device="cuda")
 
 
-def test_bf16_frontend_stays_close_to_fp32_and_keeps_the_fingerprint(tmp_path):
-    """The shipped trunk in the serving precision: same instances to within bf16's rounding (the
+@pytest.mark.parametrize("precision, min_cosine", [("bf16", 0.999), ("int8", 0.99)])
+def test_reduced_precision_stays_close_to_fp32_and_keeps_the_fingerprint(precision, min_cosine):
+    """The shipped trunk in bf16 and int8: the same instances to within their rounding (the
     model-level F1 change is measured in benchmarks/frontend_precision.py)."""
-    fp32, bf16 = (load_frontend(precision=precision) for precision in ("fp32", "bf16"))
-    assert bf16.recorded_fingerprint == fp32.recorded_fingerprint  # the same weights
-    a, b = fp32.embed(probe_frames()), bf16.embed(probe_frames())
-    assert b.dtype == np.float32
+    fp32, reduced = (load_frontend(precision=p) for p in ("fp32", precision))
+    assert reduced.recorded_fingerprint == fp32.recorded_fingerprint  # the same weights
+    a, b = fp32.embed(probe_frames()), reduced.embed(probe_frames())
+    assert b.dtype == np.float32 and b.shape == a.shape
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cosine.min() > 0.999, cosine
+    assert cosine.min() > min_cosine, cosine
     with pytest.raises(FrontendError, match="precision"):
         Frontend(TRUNK, precision="fp8")
 
 
-def test_serving_precision_follows_native_bf16():
-    cpu = torch.device("cpu")
-    assert serving_precision(cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+def test_int8_follows_the_weights_it_was_built_from():
+    """A differently seeded trunk gives different int8 instances: nothing is cached across
+    frontends, and the quantized network is built from the weights loaded."""
+    frames = probe_frames()
+    first, second = (seeded_init(Frontend(TRUNK, precision="int8"), seed=s).eval() for s in (1, 2))
+    assert np.abs(first.embed(frames) - second.embed(frames)).max() > 1e-2
+
+
+def test_serving_precision_is_int8_on_the_cpu_and_bf16_on_cuda():
+    assert serving_precision(torch.device("cpu")) == "int8"
     assert serving_precision(torch.device("cuda")) == "bf16"
+    from mmgat.stream.cli import FRONTEND_PRECISIONS
+    assert sorted(FRONTEND_PRECISIONS) == sorted(PRECISIONS)  # what --precision accepts

@@ -3,6 +3,7 @@ it computes; a stopped run resumes; BatchNorm folds into the convolutions."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -10,11 +11,13 @@ import soundfile
 import torch
 
 from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
-from mmgat.model.frontend import TRUNK, Frontend, VGGishTrunk, load_frontend, seeded_init
+from mmgat.model.frontend import (TRUNK, Frontend, VGGishTrunk, load_frontend, seeded_init,
+                                  serving_precision)
 from mmgat.model.labels import CLASSES
 from mmgat.model.train import cli
 from mmgat.model.train.data import cache_path, read_cache, synth_split
-from mmgat.model.train.train_frontend import fold_batch_norm, state_path, with_batch_norm
+from mmgat.model.train.train_frontend import (Trainee, fold_batch_norm, keep_function, state_path,
+                                               with_batch_norm)
 
 SECONDS = 3
 
@@ -56,8 +59,9 @@ def test_frontend_training_writes_a_loadable_frontend_and_its_embedding_cache(tm
     assert paths == [r["path"] for r in records]
     assert recorded == {"name": "vggish-trunk", "file": str(out),
                         "fingerprint": frontend.recorded_fingerprint}
+    served = load_frontend(out, precision=serving_precision("cpu"))  # as the runtime computes it
     for path, cached in zip(paths, instances):
-        fresh = frontend.embed(split_frames(load_audio(data / path)))
+        fresh = served.embed(split_frames(load_audio(data / path)))
         assert cached.shape == fresh.shape == (SECONDS, 128)
         np.testing.assert_allclose(cached, fresh, atol=2e-3 * np.abs(fresh).max())
 
@@ -125,3 +129,22 @@ def test_damaged_caches_are_rebuilt_with_a_warning_never_read_in_part(tmp_path):
         rebuilt_examples, rebuilt_targets, _ = logmel_cache(data, read_manifest(data))
     np.testing.assert_array_equal(np.array(rebuilt_examples), examples)
     np.testing.assert_array_equal(rebuilt_targets, targets)
+
+
+def test_continued_training_starts_from_the_function_the_trunk_had():
+    """BatchNorm inserted into a trained trunk and set by keep_function: the trunk computes what
+    it did, on the batch (train mode) and with running statistics (eval mode)."""
+    trunk = seeded_init(Frontend(TRUNK), 4).net.eval()
+    examples = torch.randn(32, 96, 64) * 2 - 1
+    with torch.no_grad():
+        expected = trunk(examples[:, None])
+    model = Trainee(copy.deepcopy(trunk))
+    with torch.no_grad():
+        fresh = model.net(examples[:, None].contiguous(memory_format=torch.channels_last))
+    assert (fresh - expected).abs().max() > 0.1  # what fresh BatchNorm does to it
+    keep_function(model, examples)
+    with torch.no_grad():
+        for mode in (model.train, model.eval):
+            mode()
+            output = model.net(examples[:, None].contiguous(memory_format=torch.channels_last))
+            torch.testing.assert_close(output, expected, atol=1e-3, rtol=1e-3)

@@ -33,7 +33,7 @@ import torch
 
 from mmgat.model.audio import STFT_HOP_SAMPLES, LogMel, load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, DEFAULT_FRONTEND, default_device, load_frontend,
-                                  weights_fingerprint)
+                                  serving_precision, weights_fingerprint)
 from mmgat.model.graph import build_graph
 from mmgat.model.labels import CLASSES, NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.serving import LatestPerSecond, served_windows
@@ -191,12 +191,15 @@ def read_cache(path: Path) -> tuple[list[str], list[np.ndarray], dict]:
 
 
 def make_extractor(input_kind: str, frontend_file, device) -> tuple[torch.nn.Module, dict]:
-    """-> (extractor, its {"name", "fingerprint", "file"}); default: the shipped frontend."""
+    """-> (extractor, its {"name", "fingerprint", "file"}); default: the shipped frontend, in
+    the serving precision of `device`: MMGAT learns from, and is scored on, the instances that
+    mmgat-live and mmgat-tag compute there (int8 on the CPU, also the fastest)."""
     if input_kind == "mel":
         extractor, file = LogMelStats().to(device), None
     else:
         file = str(frontend_file or DEFAULT_FRONTEND)
-        extractor = load_frontend(file, device=device)
+        extractor = load_frontend(file, device=device, precision=serving_precision(device),
+                                  threads=torch.get_num_threads())
     return extractor, {"name": extractor.name, "file": file,
                        "fingerprint": extractor.recorded_fingerprint or extractor.fingerprint()}
 

@@ -48,6 +48,7 @@ from mmgat.model.train.progress import progress_bar, track
 
 BATCH = 64
 EVAL_BATCH = 256
+KEEP_FUNCTION_EXAMPLES = 256  # the batch that sets BatchNorm when training continues a trunk
 VAL_SECONDS = 4000  # a fixed, evenly spaced sample of the validation seconds
 VALIDATE_EVERY_S = 240.0  # validation + checkpoint cadence (seconds of training)
 LOGMEL = "logmel"  # the log-mel cache: DIR/.mmgat-cache/logmel.npy + logmel.json
@@ -131,6 +132,31 @@ def initial_frontend(init, seed: int) -> Frontend:
     if source.name == TRUNK:
         frontend.net.head.load_state_dict(source.net.head.state_dict())
     return frontend
+
+
+@torch.no_grad()
+def keep_function(model: "Trainee", examples: torch.Tensor) -> None:
+    """Set each BatchNorm to undo its own normalisation on `examples` (scale = the batch's
+    standard deviation, shift = its mean, running statistics the same), so a trained trunk
+    computes what it computed before BatchNorm was inserted: fresh BatchNorm would rescale every
+    layer, and continued training first spent ~1,000 steps winning back what it had."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_parameters()  # running statistics (0, 1), scale 1, shift 0
+    inputs = {}
+    hooks = [n.register_forward_pre_hook(lambda m, args: inputs.__setitem__(m, args[0].float()))
+             for n in norms]
+    model.eval()  # so every BatchNorm passes its input through
+    model(examples)
+    model.train()
+    for hook in hooks:
+        hook.remove()
+    for norm in norms:
+        var, mean = torch.var_mean(inputs[norm], dim=(0, 2, 3), correction=0)
+        norm.weight.copy_((var + norm.eps).sqrt())
+        norm.bias.copy_(mean)
+        norm.running_var.copy_(var)
+        norm.running_mean.copy_(mean)
 
 
 class Trainee(nn.Module):
@@ -218,6 +244,10 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
 
     torch.manual_seed(seed)
     model = Trainee(initial_frontend(init, seed).net).to(device).train()
+    if init is not None:  # (a resumed run then loads its own state over it)
+        keep_function(model, torch.from_numpy(np.asarray(
+            examples[np.sort(np.random.default_rng(seed).choice(train, KEEP_FUNCTION_EXAMPLES,
+                                                                replace=False))], np.float32)).to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     total_steps = max(1, int(epochs * len(train) / BATCH))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,

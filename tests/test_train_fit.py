@@ -92,19 +92,31 @@ def test_cli_fit_eval_and_errors(synthetic_set, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_ablate_writes_the_table(synthetic_set, tmp_path):
+def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path):
     from mmgat.model.train.ablate import ablate
 
-    summary = ablate(synthetic_set, tmp_path, epochs=1, only=["MMGAT_graph", "MMGAT-EMD",
-                     "baseline: pooled embeddings + MLP"], device="cpu", progress=False)
-    assert set(summary["results"]) == {"MMGAT_graph", "MMGAT-EMD", "baseline: pooled embeddings + MLP"}
+    chosen = ["MMGAT_graph", "MMGAT-EMD", "baseline: pooled embeddings + MLP",
+              "baseline: per-second MLP"]
+    summary = ablate(synthetic_set, tmp_path, epochs=1, seeds=(0, 1), only=chosen, device="cpu",
+                     progress=False)
+    assert set(summary["results"]) == set(chosen)
+    emd = summary["results"]["MMGAT-EMD"]
+    runs = [emd["runs"][s]["f1_micro"] for s in ("0", "1")]
+    assert emd["f1_micro"] == pytest.approx(np.mean(runs))
+    assert emd["f1_micro_sd"] == pytest.approx(np.std(runs, ddof=1))
+    per_second = summary["results"]["baseline: per-second MLP"]
+    assert 0 <= per_second["per_second_f1_micro"] <= 1  # the localisation baseline
     table = (tmp_path / "ablation.md").read_text()
-    assert "| MMGAT_graph |" in table and "0.620" in table  # the paper's number beside ours
+    assert "## Table 5: ablations" in table and "## Table 6: similarity measures" in table
+    assert "| MMGAT_graph |" in table and "| 0.62 | 0.62 |" in table  # the paper's beside ours
+    assert " ± " in table
+    assert (tmp_path / "ablation.png").stat().st_size > 0
     assert json.loads((tmp_path / "ablation.json").read_text())["results"]["MMGAT-EMD"]["paper"] == [0.62, 0.61]
-    (tmp_path / "mmgat-emd" / "model.pt").unlink()  # a finished variant is reused, not retrained
-    again = ablate(synthetic_set, tmp_path, epochs=1, only=["MMGAT-EMD"], device="cpu", progress=False)
-    assert again["results"]["MMGAT-EMD"] == json.loads(json.dumps(summary["results"]["MMGAT-EMD"]))
-    assert not (tmp_path / "mmgat-emd" / "model.pt").exists()
+    (tmp_path / "seed-1" / "mmgat-emd" / "model.pt").unlink()  # a finished run is reused, not retrained
+    again = ablate(synthetic_set, tmp_path, epochs=1, seeds=(0, 1), only=["MMGAT-EMD"], device="cpu",
+                   progress=False)
+    assert json.dumps(again["results"]["MMGAT-EMD"]) == json.dumps(emd)
+    assert not (tmp_path / "seed-1" / "mmgat-emd" / "model.pt").exists()
     with pytest.raises(ValueError, match="unknown variants"):
         ablate(synthetic_set, tmp_path, only=["nope"])
 

@@ -1,8 +1,12 @@
-"""`mmgat-train ablate`: the paper's ablations (Tables 5 and 6) and two baselines, trained on
-the same data, splits and seed, each scored on the test split; one Markdown table with the
+"""`mmgat-train ablate`: the paper's ablations (Tables 5 and 6) and baselines, trained on the
+same data and splits with the same epoch budget and early stopping, for each of `--seeds`, each
+scored on the test split; tables in the paper's layout with mean +- sd over the seeds and the
 paper's numbers beside ours (the paper's are on OpenMIC-IRMAS, ours on whatever --data is).
 
-Checkpoints land in REPORT_DIR/<variant>/, the table in REPORT_DIR/ablation.md and .json.
+Each finished (seed, variant) is written to REPORT_DIR/seed-S/<variant>/result.json with its
+settings and reused by a later run with the same settings, so a long run can be stopped and
+continued over several sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars
+in REPORT_DIR/ablation.png.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mmgat.model.frontend import default_device
@@ -36,93 +41,157 @@ VARIANTS = {
 # name -> (train-and-score function, paper (F1 micro, F1 macro) or None, paper table, needs audio)
 BASELINES = {
     "baseline: pooled embeddings + MLP": (baselines.pooled_mlp, None, "", False),
+    "baseline: per-second MLP": (baselines.per_second_mlp, None, "", False),
     "baseline: ConvNet on log-mel (Han et al.)": (baselines.convnet, (0.59, 0.51), "3", True),
 }
+METRICS = ("f1_micro", "f1_macro", "map", "per_second_f1_micro")
+# The README's tables: title, and which rows (by paper table; "" = ours only) each holds.
+TABLES = (("Table 5: ablations", ("5, 6", "5", "")), ("Table 6: similarity measures", ("5, 6", "6")),
+          ("Table 3: baselines", ("5, 6", "3", "")))
 
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def ablate(data, out, epochs: int = 30, seed: int = 0, only=None, frontend=None, device=None,
+def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, device=None,
            **fit_options) -> dict:
-    """Train and score every variant (or those named in `only`); fit_options go to every fit.
-    Each finished variant is written to REPORT_DIR/<variant>/result.json and reused by a later
-    run with the same data, epochs, seed and frontend, so a long run can be stopped and
-    continued. Returns the summary written to ablation.json."""
+    """Train and score every variant (or those named in `only`) for every seed; fit_options go
+    to every fit. Returns the summary written to ablation.json."""
     out = Path(out)
     device = torch.device(device) if device else default_device()
-    names = list(VARIANTS) + list(BASELINES)
-    unknown = sorted(set(only or ()) - set(names))
+    names = [n for n in list(VARIANTS) + list(BASELINES) if not only or n in only]
+    unknown = sorted(set(only or ()) - set(VARIANTS) - set(BASELINES))
     if unknown:
-        raise ValueError(f"unknown variants {unknown}; known: {', '.join(names)}")
+        raise ValueError(f"unknown variants {unknown}; known: "
+                         f"{', '.join(list(VARIANTS) + list(BASELINES))}")
     embedded = load_data(data, "embedding", frontend, device=device)
     has_audio = Path(data).is_dir()  # OpenMIC ships features only
-    results = {}
-    settings = {"data": str(data), "epochs": epochs, "seed": seed,
-                "frontend": embedded.frontend["fingerprint"], "fit_options": fit_options}
-    for name in names:
-        if only and name not in only:
-            continue
-        done = out / slug(name) / "result.json"
-        if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
-            results[name] = json.loads(done.read_text())["result"]
-            continue
-        started = time.perf_counter()
-        if name in VARIANTS:
-            options, paper, table = VARIANTS[name]
-            needs_audio = options.get("input") == "mel"
-        else:
-            train_and_score, paper, table, needs_audio = BASELINES[name]
-        if needs_audio and not has_audio:
-            results[name] = {"skipped": "needs audio", "paper": paper, "table": table}
-            continue
-        if name in VARIANTS:
-            clips = None if needs_audio else embedded  # the mel variant loads its own cache
-            fit(data, out / slug(name), clips=clips, epochs=epochs, seed=seed, device=str(device),
-                frontend=frontend, **{**fit_options, **options})
-            report = evaluate(out / slug(name), data, "test", device, clips=clips)
-        else:
-            report = train_and_score(data, embedded, epochs, seed, device)
-        results[name] = {"f1_micro": report["f1_micro"], "f1_macro": report["f1_macro"],
-                         "map": report["map"], "test_clips": report["clips"], "paper": paper,
-                         "table": table, "seconds": round(time.perf_counter() - started, 1),
-                         "per_second_f1_micro": report.get("per_second", {}).get("f1_micro")}
-        done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps({"settings": settings, "result": results[name]}, indent=2))
-    summary = {"data": str(data), "epochs": epochs, "seed": seed, "device": str(device),
+    runs = {name: {} for name in names}
+    for seed in seeds:
+        settings = {"data": str(data), "clips": len(embedded), "epochs": epochs, "seed": seed,
+                    "frontend": embedded.frontend["fingerprint"], "fit_options": fit_options}
+        for name in names:
+            runs[name][seed] = run_variant(name, out / f"seed-{seed}" / slug(name), settings, data,
+                                           embedded, has_audio, device, frontend, fit_options)
+    summary = {"data": str(data), "epochs": epochs, "seeds": list(seeds), "device": str(device),
                "frontend": embedded.frontend, "data_summary": embedded.summary(),
-               "results": results}
+               "results": {name: aggregate(name, runs[name]) for name in names}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
     (out / "ablation.md").write_text(markdown(summary))
+    bar_chart(summary, out / "ablation.png")
     return summary
 
 
-def markdown(summary: dict) -> str:
-    def number(value):
-        return "-" if value is None else f"{value:.3f}"
+def run_variant(name, folder: Path, settings: dict, data, embedded, has_audio, device, frontend,
+                fit_options) -> dict:
+    """One variant for one seed: its result, from folder/result.json when already done."""
+    done = folder / "result.json"
+    if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
+        return json.loads(done.read_text())["result"]
+    if name in VARIANTS:
+        options = VARIANTS[name][0]
+        needs_audio = options.get("input") == "mel"
+    else:
+        train_and_score, needs_audio = BASELINES[name][0], BASELINES[name][3]
+    if needs_audio and not has_audio:
+        return {"skipped": "needs audio"}
+    started = time.perf_counter()
+    if name in VARIANTS:
+        clips = None if needs_audio else embedded  # the mel variant loads its own cache
+        fit(data, folder, clips=clips, epochs=settings["epochs"], seed=settings["seed"],
+            device=str(device), frontend=frontend, **{**fit_options, **options})
+        report = evaluate(folder, data, "test", device, clips=clips)
+    else:
+        report = train_and_score(data, embedded, settings["epochs"], settings["seed"], device)
+    result = {"f1_micro": report["f1_micro"], "f1_macro": report["f1_macro"],
+              "map": report["map"], "test_clips": report["clips"],
+              "per_second_f1_micro": report.get("per_second", {}).get("f1_micro"),
+              "seconds": round(time.perf_counter() - started, 1)}
+    folder.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps({"settings": settings, "result": result}, indent=2))
+    return result
 
+
+def aggregate(name: str, by_seed: dict) -> dict:
+    """Mean and sd (over seeds, ddof 1) of each metric, the runs, and the paper's figures."""
+    paper, table = (VARIANTS[name][1:] if name in VARIANTS else BASELINES[name][1:3])
+    done = {seed: r for seed, r in by_seed.items() if "skipped" not in r}
+    row = {"paper": paper, "table": table, "runs": {str(s): r for s, r in by_seed.items()}}
+    if not done:
+        return {**row, "skipped": next(iter(by_seed.values()))["skipped"]}
+    for metric in METRICS:
+        values = [r[metric] for r in done.values() if r.get(metric) is not None]
+        row[metric] = float(np.mean(values)) if values else None
+        row[f"{metric}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return row
+
+
+def markdown(summary: dict) -> str:
+    def cell(row, metric):
+        if row.get(metric) is None:
+            return "-"
+        sd = row.get(f"{metric}_sd")
+        return f"{row[metric]:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
+
+    def number(value):
+        return "-" if value is None else f"{value:.2f}"
+
+    seeds, clips = summary["seeds"], summary["data_summary"]
     lines = ["# MMGAT ablations and baselines", "",
-             f"Ours: `{summary['data']}`, test split, {summary['epochs']} epochs, seed "
-             f"{summary['seed']}, frontend {summary['frontend']['name']}. Paper: OpenMIC-IRMAS "
-             "(Bai et al. 2025, Tables 3, 5 and 6; VGGish frontend).", "",
-             "| model | F1 micro | F1 macro | mAP | paper F1 micro | paper F1 macro "
-             "| paper table |",
-             "|---|---|---|---|---|---|---|"]
-    for name, row in summary["results"].items():
-        paper = row["paper"] or (None, None)
-        ours = ("skipped: " + row["skipped"], "-", "-") if "skipped" in row else \
-            (number(row["f1_micro"]), number(row["f1_macro"]), number(row["map"]))
-        lines.append(f"| {name} | {' | '.join(ours)} | {number(paper[0])} | {number(paper[1])} "
-                     f"| {row['table']} |")
-    return "\n".join(lines) + "\n"
+             f"Ours: `{summary['data']}` ({clips['clips']} clips, {clips['seconds']} s; test "
+             f"split of {clips['splits']['test']} clips), "
+             f"{summary['epochs']} epochs with early stopping on validation, frontend "
+             f"{summary['frontend']['name']} {summary['frontend']['fingerprint']}; mean ± sd over "
+             f"seeds {', '.join(map(str, seeds))}. Paper: OpenMIC-IRMAS (Bai et al. 2025; VGGish "
+             "frontend).", ""]
+    for title, tables in TABLES:
+        lines += [f"## {title}", "",
+                  "| model | F1 micro | F1 macro | mAP | per-second F1 micro | paper F1 micro "
+                  "| paper F1 macro |", "|---|---|---|---|---|---|---|"]
+        for name, row in summary["results"].items():
+            if row["table"] not in tables:
+                continue
+            paper = row["paper"] or (None, None)
+            ours = ["skipped: " + row["skipped"], "-", "-", "-"] if "skipped" in row else \
+                [cell(row, metric) for metric in METRICS]
+            lines.append(f"| {name} | {' | '.join(ours)} | {number(paper[0])} | "
+                         f"{number(paper[1])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def bar_chart(summary: dict, path: Path) -> None:
+    """F1 micro per variant, mean with sd error bars, the paper's figure as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(n, r) for n, r in summary["results"].items() if "skipped" not in r]
+    figure, axes = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
+    positions = np.arange(len(rows))
+    axes.barh(positions, [r["f1_micro"] for _, r in rows],
+              xerr=[r["f1_micro_sd"] or 0 for _, r in rows], color="tab:blue", capsize=3,
+              label=f"ours (mean ± sd, {len(summary['seeds'])} seed(s))")
+    paper = [(i, r["paper"][0]) for i, (_, r) in enumerate(rows) if r["paper"]]
+    if paper:
+        axes.scatter([p for _, p in paper], [i for i, _ in paper], color="tab:red", marker="|",
+                     s=300, label="paper (OpenMIC-IRMAS)", zorder=3)
+    axes.set_yticks(positions, [n for n, _ in rows])
+    axes.invert_yaxis()
+    axes.set(xlabel="F1 micro, test split", xlim=(0, 1), title="MMGAT ablations and baselines")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def run(args) -> int:
-    summary = ablate(args.data, args.out, args.epochs, args.seed, args.only, args.frontend,
+    summary = ablate(args.data, args.out, args.epochs, args.seeds, args.only, args.frontend,
                      args.device, batch_size=args.batch_size, window=args.window,
-                     progress=args.progress)
+                     patience=args.patience, progress=args.progress)
     print(markdown(summary))
     return 0
 
@@ -132,7 +201,10 @@ def register(commands) -> None:
     parser.add_argument("--data", required=True, help="synthetic DIR or OpenMIC .npz")
     parser.add_argument("--out", required=True, help="report directory")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                        help="one run of every variant per seed (default: 0)")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="epochs without a better val F1 micro before a fit stops")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--frontend", help="frontend file for the instance cache")

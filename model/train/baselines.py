@@ -2,6 +2,9 @@
 the epoch with the best val F1 micro kept, reported on test):
 
 - pooled MLP: the clip's instances mean-pooled over time -> MLP -> classes (no graph at all);
+- per-second MLP: each second's instance alone -> MLP -> classes, trained on the per-second
+  labels (no graph, no context); a clip's prediction is the maximum over its seconds. The
+  localisation baseline: its per-second F1 is what MMGAT's node outputs must beat;
 - ConvNet on log-mel (after Han et al. 2017, "Deep convolutional neural networks for
   predominant instrument recognition", slimmed for CPU: one 3x3 conv per block instead of two):
   conv + max-pooling blocks, global max pooling, a linear head; trained on 1 s log-mel
@@ -21,7 +24,7 @@ from torch import nn
 from mmgat.model.audio import LogMel, load_audio, split_frames
 from mmgat.model.labels import NUM_CLASSES, group_max
 from mmgat.model.train.data import ClipSet, masked_group_targets
-from mmgat.model.train.evaluate import score_report
+from mmgat.model.train.evaluate import per_second_scores, score_report
 from mmgat.model.train.losses import masked_bce
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 from mmgat.model.train.progress import track
@@ -57,9 +60,11 @@ class ConvNet(nn.Module):
 
 
 def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr: float,
-                     seed: int, device, description: str) -> dict:
+                     seed: int, device, description: str, second_probs=None) -> dict:
     """Generic loop: `batches(train, rng)` yields (inputs, targets, mask) tensors on device,
-    `clip_probs(clip_set)` -> (N, C) numpy. Returns the test report of the best val epoch."""
+    `clip_probs(clip_set)` -> (N, C) numpy; `second_probs(clip_set)`, where the model scores
+    seconds, -> per clip (n_seconds, C) numpy. Returns the test report of the best val epoch,
+    with per-second scores (thresholds tuned on the val seconds) when it scores seconds."""
     torch.manual_seed(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
     model.to(device)
@@ -85,7 +90,13 @@ def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr
     val_groups, group_mask = masked_group_targets(val.targets, val.label_mask)
     group_thresholds = tune_thresholds(val_groups, group_max(clip_probs(val)), group_mask)
     probs = clip_probs(test)
-    return score_report(test, probs, group_max(probs), best_thresholds, group_thresholds)
+    report = score_report(test, probs, group_max(probs), best_thresholds, group_thresholds)
+    if second_probs is not None and clips.second_targets is not None:
+        second_thresholds = tune_thresholds(np.concatenate(val.second_targets),
+                                            np.concatenate(second_probs(val)))
+        report["per_second"] = per_second_scores(test.second_targets, second_probs(test),
+                                                 second_thresholds)
+    return report
 
 
 def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, batch_size: int = 32,
@@ -111,6 +122,35 @@ def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, batch_
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
                             "baseline: pooled MLP")
+
+
+def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device,
+                   batch_size: int = 256, lr: float = 1e-3) -> dict:
+    """Test report (with per-second scores) of the per-second MLP (`directory` unused)."""
+    if clips.second_targets is None:
+        raise ValueError("the per-second MLP needs per-second labels (a synthetic set)")
+
+    def batches(train, rng):
+        inputs = torch.from_numpy(np.concatenate(train.features)).to(device)
+        targets = torch.from_numpy(np.concatenate(train.second_targets)).to(device)
+        order = torch.from_numpy(rng.permutation(len(inputs))).to(device)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start: start + batch_size]
+            yield inputs[chosen], targets[chosen], torch.ones_like(targets[chosen], dtype=torch.bool)
+
+    model = PooledMLP(clips.input_dim)
+
+    @torch.inference_mode()
+    def second_probs(clip_set):
+        inputs = torch.from_numpy(np.concatenate(clip_set.features)).to(device)
+        probs = torch.sigmoid(model(inputs)).cpu().numpy()
+        return np.split(probs, np.cumsum([len(f) for f in clip_set.features])[:-1])
+
+    def clip_probs(clip_set):
+        return np.stack([seconds.max(axis=0) for seconds in second_probs(clip_set)])
+
+    return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
+                            "baseline: per-second MLP", second_probs)
 
 
 def log_mel_examples(directory, clips: ClipSet) -> list[np.ndarray]:
@@ -145,10 +185,12 @@ def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, batch_siz
     model = ConvNet()
 
     @torch.inference_mode()
+    def second_probs(clip_set):
+        return [torch.sigmoid(model(torch.from_numpy(examples[key].astype(np.float32)[:, None])
+                                    .to(device))).cpu().numpy() for key in clip_set.keys]
+
     def clip_probs(clip_set):
-        return np.stack([torch.sigmoid(model(torch.from_numpy(
-            examples[key].astype(np.float32)[:, None]).to(device))).amax(dim=0).cpu().numpy()
-            for key in clip_set.keys])
+        return np.stack([seconds.max(axis=0) for seconds in second_probs(clip_set)])
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
-                            "baseline: ConvNet on log-mel")
+                            "baseline: ConvNet on log-mel", second_probs)

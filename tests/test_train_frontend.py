@@ -16,8 +16,8 @@ from mmgat.model.frontend import (TRUNK, Frontend, VGGishTrunk, load_frontend, s
 from mmgat.model.labels import CLASSES
 from mmgat.model.train import cli
 from mmgat.model.train.data import cache_path, read_cache, synth_split
-from mmgat.model.train.train_frontend import (Trainee, fold_batch_norm, keep_function, state_path,
-                                               with_batch_norm)
+from mmgat.model.train.train_frontend import (Trainee, fit_probe, fold_batch_norm, keep_function,
+                                               state_path, with_batch_norm)
 
 SECONDS = 3
 
@@ -148,3 +148,28 @@ def test_continued_training_starts_from_the_function_the_trunk_had():
             mode()
             output = model.net(examples[:, None].contiguous(memory_format=torch.channels_last))
             torch.testing.assert_close(output, expected, atol=1e-3, rtol=1e-3)
+
+
+def test_continued_training_first_fits_the_probe_to_the_trunk():
+    """Targets a linear probe can read off the trunk's instances: fit_probe learns them (from
+    chance to >= 90% of the labels right) and leaves the trunk as it was."""
+    model = Trainee(seeded_init(Frontend(TRUNK), 5).net)
+    examples = torch.randn(64, 96, 64)
+    with torch.no_grad():
+        model.eval()
+        instances = model.net(examples[:, None])
+        direction = torch.randn(instances.shape[1], model.probe.out_features)
+        scores = instances @ direction
+        targets = (scores > scores.median(dim=0).values).float()
+    trunk = copy.deepcopy(model.net.state_dict())
+
+    def accuracy():
+        with torch.no_grad():
+            model.eval()
+            return float(((model(examples) > 0).float() == targets).float().mean())
+
+    assert accuracy() < 0.7
+    fit_probe(model, examples.numpy(), targets.numpy(), torch.device("cpu"), autocast=False)
+    assert accuracy() >= 0.9
+    for key, value in model.net.state_dict().items():
+        assert torch.equal(value, trunk[key]), key

@@ -48,7 +48,12 @@ from mmgat.model.train.progress import progress_bar, track
 
 BATCH = 64
 EVAL_BATCH = 256
-KEEP_FUNCTION_EXAMPLES = 256  # the batch that sets BatchNorm when training continues a trunk
+# When training continues a trunk: the batch that sets BatchNorm, and the examples (a superset)
+# its probe is first fitted on, with Adam at PROBE_LR for PROBE_STEPS full-batch steps.
+KEEP_FUNCTION_EXAMPLES = 256
+PROBE_EXAMPLES = 4096
+PROBE_STEPS = 300
+PROBE_LR = 1e-2
 VAL_SECONDS = 4000  # a fixed, evenly spaced sample of the validation seconds
 VALIDATE_EVERY_S = 240.0  # validation + checkpoint cadence (seconds of training)
 LOGMEL = "logmel"  # the log-mel cache: DIR/.mmgat-cache/logmel.npy + logmel.json
@@ -203,16 +208,40 @@ def augmented(examples: torch.Tensor, targets: torch.Tensor, generator: torch.Ge
 
 # ---- training ----------------------------------------------------------------------------------
 
-def validation_f1(model: Trainee, examples, targets, device, autocast: bool) -> float:
+def evaluated(model: Trainee, forward, examples, device, autocast: bool) -> torch.Tensor:
+    """`forward` (the model or a part of it) over log-mel `examples` (N, 96, 64), EVAL_BATCH at
+    a time with the model in eval mode -> float32 outputs on the CPU."""
     model.eval()
-    logits = []
+    outputs = []
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=autocast):
         for start in range(0, len(examples), EVAL_BATCH):
             batch = torch.from_numpy(np.asarray(examples[start:start + EVAL_BATCH], np.float32))
-            logits.append(model(batch.to(device)).float().cpu())
+            outputs.append(forward(batch.to(device)).float().cpu())
     model.train()
-    predictions = (torch.cat(logits).sigmoid().numpy() >= 0.5).astype(np.float32)
+    return torch.cat(outputs)
+
+
+def validation_f1(model: Trainee, examples, targets, device, autocast: bool) -> float:
+    logits = evaluated(model, model, examples, device, autocast)
+    predictions = (logits.sigmoid().numpy() >= 0.5).astype(np.float32)
     return float(f1_scores(targets[:, :NUM_CLASSES], predictions[:, :NUM_CLASSES])["f1_micro"])
+
+
+def fit_probe(model: Trainee, examples, targets, device, autocast: bool) -> None:
+    """Fit the fresh probe on the trunk's frozen outputs, so that continued training starts with
+    a classifier that agrees with the trunk rather than sending random gradients into it."""
+    def instances(batch):
+        return model.net(batch[:, None].contiguous(memory_format=torch.channels_last))
+
+    features = evaluated(model, instances, examples, device, autocast).to(device)
+    targets = torch.as_tensor(targets, device=device)
+    optimizer = torch.optim.Adam(model.probe.parameters(), lr=PROBE_LR)
+    loss_fn = nn.BCEWithLogitsLoss()
+    for _ in range(PROBE_STEPS):
+        loss = loss_fn(model.probe(features), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
 
 def state_path(data) -> Path:
@@ -245,9 +274,11 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
     torch.manual_seed(seed)
     model = Trainee(initial_frontend(init, seed).net).to(device).train()
     if init is not None:  # (a resumed run then loads its own state over it)
+        chosen = np.random.default_rng(seed).choice(train, min(PROBE_EXAMPLES, len(train)),
+                                                    replace=False)
         keep_function(model, torch.from_numpy(np.asarray(
-            examples[np.sort(np.random.default_rng(seed).choice(train, KEEP_FUNCTION_EXAMPLES,
-                                                                replace=False))], np.float32)).to(device))
+            examples[np.sort(chosen[:KEEP_FUNCTION_EXAMPLES])], np.float32)).to(device))
+        fit_probe(model, examples[np.sort(chosen)], targets[np.sort(chosen)], device, autocast)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     total_steps = max(1, int(epochs * len(train) / BATCH))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,

@@ -121,6 +121,25 @@ def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path
         ablate(synthetic_set, tmp_path, only=["nope"])
 
 
+def test_baselines_stop_early_as_fit_does(synthetic_set):
+    """A baseline whose validation F1 never improves runs `patience` epochs past its best."""
+    from mmgat.model.train.baselines import train_and_report
+
+    clips = load_data(synthetic_set, "embedding", device="cpu")
+    epochs_run = []
+
+    def batches(train, rng):  # no training steps: the validation F1 stays where it starts
+        epochs_run.append(1)
+        return iter(())
+
+    def clip_probs(clip_set):
+        return np.full((len(clip_set), NUM_CLASSES), 0.5, np.float32)
+
+    train_and_report(torch.nn.Linear(clips.input_dim, NUM_CLASSES), batches, clip_probs, clips,
+                     50, 1e-3, 0, "cpu", "test", patience=3)
+    assert len(epochs_run) == 4  # the best (first) epoch and three more
+
+
 def test_eval_of_the_exported_artifact_matches_the_checkpoint(tmp_path):
     pytest.importorskip("onnxruntime")
     from mmgat.export.onnx import export_checkpoint

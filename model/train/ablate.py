@@ -104,7 +104,8 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, has_audio, d
             device=str(device), frontend=frontend, **{**fit_options, **options})
         report = evaluate(folder, data, "test", device, clips=clips)
     else:
-        report = train_and_score(data, embedded, settings["epochs"], settings["seed"], device)
+        report = train_and_score(data, embedded, settings["epochs"], settings["seed"], device,
+                                 patience=fit_options.get("patience"))
     result = {"f1_micro": report["f1_micro"], "f1_macro": report["f1_macro"],
               "map": report["map"], "test_clips": report["clips"],
               "per_second_f1_micro": report.get("per_second", {}).get("f1_micro"),

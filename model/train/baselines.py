@@ -60,18 +60,20 @@ class ConvNet(nn.Module):
 
 
 def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr: float,
-                     seed: int, device, description: str, second_probs=None) -> dict:
+                     seed: int, device, description: str, second_probs=None,
+                     patience: int | None = None) -> dict:
     """Generic loop: `batches(train, rng)` yields (inputs, targets, mask) tensors on device,
     `clip_probs(clip_set)` -> (N, C) numpy; `second_probs(clip_set)`, where the model scores
-    seconds, -> per clip (n_seconds, C) numpy. Returns the test report of the best val epoch,
-    with per-second scores (thresholds tuned on the val seconds) when it scores seconds."""
+    seconds, -> per clip (n_seconds, C) numpy. Stops after `patience` epochs without a better
+    val F1 micro, as MMGAT's fit does. Returns the test report of the best val epoch, with
+    per-second scores (thresholds tuned on the val seconds) when it scores seconds."""
     torch.manual_seed(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     train, val, test = clips.subset("train"), clips.subset("val"), clips.subset("test")
-    best_f1, best_state, best_thresholds = -1.0, None, None
-    for _ in track(range(epochs), description=description):
+    best_f1, best_state, best_thresholds, best_epoch = -1.0, None, None, 0
+    for epoch in track(range(epochs), description=description):
         model.train()
         for inputs, targets, mask in batches(train, rng):
             loss = masked_bce(model(inputs), targets, mask)
@@ -83,8 +85,10 @@ def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr
         thresholds = tune_thresholds(val.targets, probs, val.label_mask)
         f1 = evaluate_scores(val.targets, probs, thresholds, val.label_mask)["f1_micro"]
         if f1 > best_f1:
-            best_f1, best_thresholds = f1, thresholds
+            best_f1, best_thresholds, best_epoch = f1, thresholds, epoch
             best_state = copy.deepcopy(model.state_dict())
+        elif patience is not None and epoch - best_epoch >= patience:
+            break
     model.load_state_dict(best_state)
     model.eval()
     val_groups, group_mask = masked_group_targets(val.targets, val.label_mask)
@@ -99,8 +103,8 @@ def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr
     return report
 
 
-def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, batch_size: int = 32,
-               lr: float = 1e-3) -> dict:
+def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, patience=None,
+               batch_size: int = 32, lr: float = 1e-3) -> dict:
     """Test report of the pooled MLP (`directory` unused: the instances are in `clips`)."""
     def pooled(clip_set):
         return torch.from_numpy(np.stack([f.mean(axis=0) for f in clip_set.features])).to(device)
@@ -121,10 +125,10 @@ def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, batch_
         return torch.sigmoid(model(pooled(clip_set))).cpu().numpy()
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
-                            "baseline: pooled MLP")
+                            "baseline: pooled MLP", patience=patience)
 
 
-def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device,
+def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, patience=None,
                    batch_size: int = 256, lr: float = 1e-3) -> dict:
     """Test report (with per-second scores) of the per-second MLP (`directory` unused)."""
     if clips.second_targets is None:
@@ -150,7 +154,7 @@ def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device,
         return np.stack([seconds.max(axis=0) for seconds in second_probs(clip_set)])
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
-                            "baseline: per-second MLP", second_probs)
+                            "baseline: per-second MLP", second_probs, patience)
 
 
 def log_mel_examples(directory, clips: ClipSet) -> list[np.ndarray]:
@@ -163,8 +167,8 @@ def log_mel_examples(directory, clips: ClipSet) -> list[np.ndarray]:
     return examples
 
 
-def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, batch_size: int = 64,
-            lr: float = 1e-3) -> dict:
+def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=None,
+            batch_size: int = 64, lr: float = 1e-3) -> dict:
     """Test report of the log-mel ConvNet trained on the audio of `directory`."""
     if clips.second_targets is None:
         raise ValueError("the ConvNet baseline needs audio with per-second labels "
@@ -193,4 +197,4 @@ def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, batch_siz
         return np.stack([seconds.max(axis=0) for seconds in second_probs(clip_set)])
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
-                            "baseline: ConvNet on log-mel", second_probs)
+                            "baseline: ConvNet on log-mel", second_probs, patience)

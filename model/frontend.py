@@ -116,7 +116,8 @@ class Frontend(nn.Module):
         if precision not in PRECISIONS:
             raise FrontendError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
         self.name, self.precision, self.threads = name, precision, threads
-        self.int8_session = None  # built from the weights on the first int8 call (~1.5 s)
+        self.int8_session = None  # built from the weights on the first int8 call (~1.5 s;
+        # the runtime's warm-up makes that call before the first live frame)
         self.recorded_fingerprint: str | None = None  # as written in the file it was loaded from
         self.log_mel = LogMel()
         self.net = NETWORKS[name]()
@@ -138,8 +139,7 @@ class Frontend(nn.Module):
     def quantized(self):
         """The network in int8 as its weights are now, built on first use."""
         if self.int8_session is None:
-            if self.device.type != "cpu":
-                raise FrontendError("the int8 frontend runs on the CPU only (use bf16 or fp32 on CUDA)")
+            check_device(self.precision, self.device)
             from mmgat.model.int8 import quantized_session
 
             with torch.inference_mode():
@@ -262,10 +262,15 @@ def save_frontend(frontend: Frontend, path, meta: dict | None = None) -> str:
     return fingerprint
 
 
+def check_device(precision: str, device) -> None:
+    if precision == "int8" and torch.device(device).type != "cpu":
+        raise FrontendError("the int8 frontend runs on the CPU only (use bf16 or fp32 on CUDA)")
+
+
 def load_frontend(path=None, device=None, precision: str = "fp32", threads: int = 1) -> Frontend:
-    """One of our frontend files (default: the shipped `vggish-trunk`), hash-checked; an int8
-    one is quantized here, so that loading pays for it rather than the first frame."""
+    """One of our frontend files (default: the shipped `vggish-trunk`), hash-checked."""
     path = Path(path or DEFAULT_FRONTEND)
+    check_device(precision, device or "cpu")
     recorded = Path(f"{path}.sha256")
     if not path.is_file():
         raise FrontendError(f"frontend file not found: {path}")
@@ -280,10 +285,7 @@ def load_frontend(path=None, device=None, precision: str = "fp32", threads: int 
     _load_state(frontend.net, blob["state_dict"], path)
     frontend.recorded_fingerprint = blob["fingerprint"]
     frontend.meta = blob.get("meta", {})
-    frontend = frontend.eval().to(device or "cpu")
-    if precision == "int8":
-        frontend.quantized()
-    return frontend
+    return frontend.eval().to(device or "cpu")
 
 
 def default_device(cpu: bool = False) -> torch.device:

@@ -278,7 +278,8 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
                                                     replace=False)
         keep_function(model, torch.from_numpy(np.asarray(
             examples[np.sort(chosen[:KEEP_FUNCTION_EXAMPLES])], np.float32)).to(device))
-        fit_probe(model, examples[np.sort(chosen)], targets[np.sort(chosen)], device, autocast)
+        chosen.sort()  # memory-mapped rows read in order
+        fit_probe(model, examples[chosen], targets[chosen], device, autocast)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     total_steps = max(1, int(epochs * len(train) / BATCH))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,

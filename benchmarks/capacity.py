@@ -25,21 +25,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.export.runtime import load_runtime
+from mmgat.stream.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES
-from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
+from mmgat.stream.pipeline import Pipeline
+from mmgat.stream.stream import Stream, hop_samples
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live_latency import percentiles  # noqa: E402
-from machine import machine, save  # noqa: E402
-from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
+from live_latency import percentiles
+from machine import machine, save
+from mmgat_ort import artifact  # the shipped model, else the tests' seeded one
 
 WINDOW = 10
 HOP_S = 1.0  # one frame of new audio per stream per second
@@ -55,7 +54,7 @@ NOISE_SECONDS = 10
 def run_streams(pipeline: Pipeline, count: int, seconds: int, tick: float, noise: np.ndarray,
                 full_window: np.ndarray) -> dict:
     """`count` paced streams for WARMUP_S + `seconds` seconds each, stepped every `tick`."""
-    states = [StreamState(WINDOW, hop_samples(HOP_S), **pipeline.session.graph) for _ in range(count)]
+    states = [Stream.fed(WINDOW, hop_samples(HOP_S), **pipeline.session.graph) for _ in range(count)]
     for state in states:
         for graph in state.graphs:
             for instance in full_window:

@@ -2,7 +2,7 @@
 recovers with exact timestamps.
 
 `mmgat-live --device pulse --no-display --jsonl FILE --duration S` runs on a virtual microphone
-(tests/live_fixtures.py VirtualMic looping the demo clip in real time), started `--cli-nice`
+(mmgat.stream.virtual_mic.VirtualMic looping the demo clip in real time), started `--cli-nice`
 (default 19) steps nicer than this script, so that busy loops at this script's own priority starve
 it without root. From `--stress-start` s of stream (default 10) for `--stress-seconds` (default
 10), `--hogs` busy-loop processes (default: one per core) run. Reported, from the JSONL records
@@ -50,14 +50,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-sys.path.insert(0, str(REPO / "tests"))
-from live_fixtures import LIVE, VirtualMic, Watch  # noqa: E402
-from machine import machine, save  # noqa: E402
-from soak import FIRST_T, SAMPLE_EVERY_S, demo_mono  # noqa: E402
+from machine import machine, save
+from mmgat.model.audio import SAMPLE_RATE
+from mmgat.stream.virtual_mic import LIVE_COMMAND as LIVE
+from mmgat.stream.virtual_mic import VirtualMic, Watch
+from soak import FIRST_T, SAMPLE_EVERY_S, demo_mono
 
-from mmgat.model.audio import SAMPLE_RATE  # noqa: E402
 
 RECOVERY_SLACK_S = 0.25  # lag within baseline + dropped audio + this counts as caught up
 OVERRUNS = re.compile(r"overruns (\d+)")

@@ -21,15 +21,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.export.runtime import frontend_path_for, MMGATSession
+from mmgat.stream.runtime import frontend_path_for, MMGATSession
 from mmgat.model.audio import load_audio, split_frames
 from mmgat.model.frontend import PRECISIONS, load_frontend, serving_precision
 from mmgat.model.train.data import extract_instances, read_manifest, synth_clips, synth_split
 from mmgat.model.train.evaluate import evaluate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine, save  # noqa: E402
-from mmgat_ort import artifact  # noqa: E402
+from machine import machine, save
+from mmgat_ort import artifact
 
 VARIANTS = PRECISIONS  # fp32 first: the reference
 BATCH = 64

@@ -19,9 +19,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # before numpy loads BLAS
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -30,7 +28,6 @@ from rich.table import Table  # noqa: E402
 from mmgat.model.audio import EMBED_DIM  # noqa: E402
 from mmgat.model.graph import InstanceGraph  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine, save  # noqa: E402
 
 WINDOWS = (10, 30, 60)

@@ -29,16 +29,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.export.runtime import load_runtime
+from mmgat.stream.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
-from mmgat.stream.runner import LiveStream, run
+from mmgat.stream.pipeline import Pipeline
+from mmgat.stream.scheduler import run
 from mmgat.stream.sinks import JsonlSink, record
 from mmgat.stream.sources import open_file
+from mmgat.stream.stream import Stream, hop_samples
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine, save  # noqa: E402
-from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
+from machine import machine, save
+from mmgat_ort import artifact  # the shipped model, else the tests' seeded one
 
 WINDOW = 10
 CLICK_TIMES_S = (1.37, 2.81, 4.06, 5.52, 6.93, 8.24)  # spread over the phases of any hop
@@ -58,7 +58,7 @@ def per_hop_compute(session, frontend, frames: int) -> dict:
     rng = np.random.default_rng(0)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
-    state = StreamState(WINDOW, hop_samples(1.0), **session.graph)
+    stream = Stream.fed(WINDOW, hop_samples(1.0), **session.graph)
     compute, stages, bare = [], {"frontend": [], "graph": [], "mmgat": []}, []
     warm = WINDOW  # measure with a full window only
     for index in range(warm + frames):
@@ -66,8 +66,8 @@ def per_hop_compute(session, frontend, frames: int) -> dict:
         started = time.perf_counter()
         frontend.embed(frame[None])
         bare_ms = (time.perf_counter() - started) * 1e3
-        state.feed(frame)
-        (update,) = pipeline.step([state])
+        stream.feed(frame)
+        (update,) = pipeline.step([stream])
         if index >= warm:
             bare.append(bare_ms)
             compute.append(update.latency_ms["compute"])
@@ -95,23 +95,23 @@ def sound_to_label(session, frontend, clip: Path, hop: float) -> dict:
     source = open_file(clip, paced=True)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
-    state = StreamState(WINDOW, hop_samples(hop), **session.graph)
+    stream = Stream(source, WINDOW, hop_samples(hop), **session.graph)
     meta = session.metadata
     sink = JsonlSink(os.devnull)
     latencies, pending = [], list(CLICK_TIMES_S)
 
     def emit(update):
-        sink.write(record(update, meta["classes"], meta["groups"], np.asarray(meta["thresholds"])))
+        sink.write(record(update, meta["classes"], meta["groups"]))
         written = time.perf_counter()
         while pending and update.t - FRAME_S <= pending[0] < update.t:
             click = pending.pop(0)
             latencies.append((written - (source.started_at + click)) * 1e3)
 
     try:
-        run([LiveStream(source, state)], pipeline, emit)
+        run(pipeline, [stream], emit)
     finally:
         sink.close()
-        source.close()
+        stream.close()
     goal = (FRAME_S + hop) * 1e3 + SLACK_MS
     return {"hop_s": hop, "clicks_s": list(CLICK_TIMES_S), "latency_ms": latencies, **percentiles(latencies),
             "goal_ms": goal, "meets_goal": bool(max(latencies) <= goal)}

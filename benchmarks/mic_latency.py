@@ -1,7 +1,7 @@
 """Sound in to label out through the real PortAudio capture path, from a virtual microphone.
 
 Starts its own PulseAudio daemon with a pipe source, opens PortAudio's `pulse` device as
-`mmgat-live --device N` does (DeviceSource -> LiveStream -> run, a JSONL sink to /dev/null), and
+`mmgat-live --device N` does (DeviceSource -> Stream -> scheduler.run, a JSONL sink to /dev/null), and
 writes into the pipe, in real time and 10 ms at a time, silence with entries of a real passage:
 seconds 6-8 of the shipped demo clip, where it has cymbals (demo.labels.json) and the shipped
 model marks them from silence (checked offline first). Per entry: wall time from writing its
@@ -37,18 +37,18 @@ import torchaudio
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.export.runtime import load_runtime
+from mmgat.stream.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
 from mmgat.model.frontend import ASSETS
-from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
-from mmgat.stream.runner import LiveStream, run
+from mmgat.stream.pipeline import Pipeline
+from mmgat.stream.scheduler import run
+from mmgat.stream.stream import Stream, hop_samples
 from mmgat.stream.sinks import JsonlSink, record
 from mmgat.stream.sources import DeviceSource, SourceError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live_latency import FRAME_S, SLACK_MS, percentiles  # noqa: E402
-from machine import machine, save  # noqa: E402
-from mmgat_ort import artifact  # noqa: E402
+from live_latency import FRAME_S, SLACK_MS, percentiles
+from machine import machine, save
+from mmgat_ort import artifact
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOPS = (1.0, 0.25)
@@ -122,14 +122,13 @@ def check_model(pipeline: Pipeline, session, excerpt: np.ndarray, instrument: st
     """Offline, hop 1: the model must not mark the instrument on silence, and must mark the passage."""
     if instrument not in session.metadata["classes"]:
         raise Failed(f"the model has no class {instrument!r}")
-    index = session.metadata["classes"].index(instrument)
     lead = window * SAMPLE_RATE + FRAME_SAMPLES
     audio = np.concatenate([np.zeros(lead, np.float32), excerpt / 32768.0]).astype(np.float32)
-    state, marks = StreamState(window, hop_samples(1.0), **session.graph), {False: [], True: []}
+    stream, marks = Stream.fed(window, hop_samples(1.0), **session.graph), {False: [], True: []}
     for at in range(0, len(audio), BLOCK):
-        state.feed(audio[at:at + BLOCK])
-        for update in pipeline.step([state]):
-            marks[update.t * SAMPLE_RATE > lead].append(update.probs[index] >= session.thresholds[index])
+        stream.feed(audio[at:at + BLOCK])
+        for update in pipeline.step([stream]):
+            marks[update.end_sample > lead].append(instrument in update.active)
     if any(marks[False]) or not any(marks[True]):
         what = "marks it on silence" if any(marks[False]) else "never marks it in the passage"
         raise Failed(f"{instrument}: the model {what}; choose another --excerpt / --instrument")
@@ -176,8 +175,8 @@ def mic_to_label(session, frontend, device: int, fifo: Path, excerpt, args, hop:
     audio, starts = schedule(excerpt, args.entries, args.window, hop, rng)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
-    state = StreamState(args.window, hop_samples(hop), **session.graph)
     source = DeviceSource(str(device))  # what `mmgat-live --device N` opens
+    stream = Stream(source, args.window, hop_samples(hop), **session.graph)
     input_latency_ms = source._stream.latency * 1e3  # DeviceSource shows it only in its description
     meta, sink, writer = session.metadata, JsonlSink(os.devnull), Writer(fifo, audio, starts)
     latencies, skipped, waiting = [None] * len(starts), [], []
@@ -185,7 +184,7 @@ def mic_to_label(session, frontend, device: int, fifo: Path, excerpt, args, hop:
 
     def emit(update):
         nonlocal seen, last_marked
-        rec = record(update, meta["classes"], meta["groups"], session.thresholds)
+        rec = record(update, meta["classes"], meta["groups"])
         sink.write(rec)
         written = time.perf_counter()
         marked = args.instrument in rec["active"]
@@ -203,11 +202,11 @@ def mic_to_label(session, frontend, device: int, fifo: Path, excerpt, args, hop:
 
     writer.start()
     try:
-        run([LiveStream(source, state)], pipeline, emit)
+        run(pipeline, [stream], emit)
     except Finished:
         pass
     finally:
-        source.close()  # abort while the writer still writes: a stalled pipe can hang stop()
+        stream.close()  # abort while the writer still writes: a stalled pipe can hang stop()
         writer.halt.set()
         writer.join(5)
         sink.close()
@@ -217,8 +216,8 @@ def mic_to_label(session, frontend, device: int, fifo: Path, excerpt, args, hop:
     return {"hop_s": hop, "entries_at_s": [s / SAMPLE_RATE for s in starts], "latency_ms": latencies,
             **(percentiles(marked) if marked else {"n": 0}), "misses": misses, "skipped": skipped,
             "goal_ms": goal, "meets_goal": bool(marked) and not misses and max(marked) <= goal,
-            "input_latency_ms": input_latency_ms, "overruns": state.overruns,
-            "input_overflows": state.input_overflows}
+            "input_latency_ms": input_latency_ms, "overruns": stream.overruns,
+            "input_overflows": stream.input_overflows}
 
 
 def show(report: dict, console: Console) -> None:

@@ -16,23 +16,21 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine, save  # noqa: E402
+from machine import machine, save
 
 
 def artifact(model_arg: str | None) -> Path:
-    from mmgat.export.runtime import DEFAULT_MODEL
+    from mmgat.stream.runtime import DEFAULT_MODEL
 
     if model_arg:
         return Path(model_arg)
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import make_checkpoint
     from mmgat.export.onnx import export_checkpoint
+    from mmgat.model.checkpoint import random_checkpoint
 
     directory = Path(tempfile.mkdtemp())
-    return export_checkpoint(make_checkpoint(directory), directory / "random.onnx")
+    return export_checkpoint(random_checkpoint(directory), directory / "random.onnx")
 
 
 def main() -> int:
@@ -43,7 +41,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from mmgat.export.runtime import MMGATSession
+    from mmgat.stream.runtime import MMGATSession
     from mmgat.model.graph import InstanceGraph
 
     path = artifact(args.model)

@@ -29,14 +29,14 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmgat.export.runtime import load_runtime
+from mmgat.stream.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, torchaudio
-from mmgat.stream.pipeline import Pipeline, StreamState, hop_samples
+from mmgat.stream.pipeline import Pipeline
+from mmgat.stream.stream import Stream, hop_samples
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live_latency import percentiles  # noqa: E402
-from machine import machine, save  # noqa: E402
-from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
+from live_latency import percentiles
+from machine import machine, save
+from mmgat_ort import artifact  # the shipped model, else the tests' seeded one
 
 WINDOW = 10  # seconds each update scores, ours (graph nodes) and CNN14 (its input)
 CNN14_RATE = 32_000
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
         pipeline = Pipeline(session, frontend)
         pipeline.warm_up()
-        state = StreamState(WINDOW, hop_samples(1.0), **session.graph)
+        state = Stream.fed(WINDOW, hop_samples(1.0), **session.graph)
         examples = {"ours": audio16[None, :FRAME_SAMPLES], "cnn14": audio32[None, :CNN14_SAMPLES],
                     "yamnet": audio16[None, :YAMNET_PATCH_SAMPLES]}
         flops = {name: gflops(forwards[name], example) for name, example in examples.items()}  # also warms up

@@ -22,11 +22,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.export.runtime import MMGATSession
+from mmgat.stream.runtime import MMGATSession
 from mmgat.stream.tag import main as tag_main
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine, save  # noqa: E402
+from machine import machine, save
 
 SAMPLES = Path("/usr/share/sonic-pi/samples")
 # recording -> the classes it holds (the recordings hold nothing else of the 20)

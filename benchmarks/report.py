@@ -52,7 +52,6 @@ def commands(data: Path, folder: Path) -> dict[str, list[str]]:
 
 def user_files(data: Path, folder: Path) -> Path:
     """The data set's first test clips as 44.1 kHz stereo FLAC (decoding and resampling count)."""
-    sys.path.insert(0, str(HERE))
     from frontend_precision import test_clips
 
     for entry in test_clips(data, THROUGHPUT_FILES):

@@ -8,7 +8,7 @@
    names (decoding included). `--source stdin` instead pipes the same audio as s16le:16000:1 into
    `--stdin-format` (no disk at all; the same pipeline behind another reader).
 2. Real time: `--realtime-minutes` (default 20) of `mmgat-live --device pulse` against a virtual
-   microphone (tests/live_fixtures.py VirtualMic: a private PulseAudio daemon with a pipe source
+   microphone (mmgat.stream.virtual_mic.VirtualMic: a private PulseAudio daemon with a pipe source
    that loops the demo clip in real time), with `--duration` set to match.
 
 For both, once a second: the child's VmRSS, thread count and open fds (/proc/PID) and the number
@@ -53,14 +53,12 @@ import soundfile
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-sys.path.insert(0, str(REPO / "tests"))
-from machine import machine, save  # noqa: E402
-from live_fixtures import LIVE, VirtualMic, Watch  # noqa: E402
+from machine import machine, save
+from mmgat.model.audio import SAMPLE_RATE
+from mmgat.model.frontend import ASSETS
+from mmgat.stream.virtual_mic import LIVE_COMMAND as LIVE
+from mmgat.stream.virtual_mic import VirtualMic, Watch
 
-from mmgat.model.audio import SAMPLE_RATE  # noqa: E402
-from mmgat.model.frontend import ASSETS  # noqa: E402
 
 DEMO = ASSETS / "demo.flac"
 FIRST_T = 1.0  # stream time of the first record: one whole 1 s frame

@@ -21,12 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
-from mmgat.stream.cli import FRONTEND_PRECISIONS
-from mmgat.stream.tag import Options, Tagger, expand_paths
+from mmgat.stream.options import FRONTEND_PRECISIONS
+from mmgat.stream.tag import LocalEngine, Options, expand_paths
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine, save  # noqa: E402
-from mmgat_ort import artifact  # noqa: E402
+from machine import machine, save
+from mmgat_ort import artifact
 
 BARE_BATCH = 64
 GOAL = 0.9
@@ -42,9 +41,10 @@ def bare_forward(frontend, paths: list[str]) -> dict:
     return {"audio_s": len(frames), "wall_s": wall, "x_real_time": len(frames) / wall}
 
 
-def tag(tagger: Tagger, paths: list[str]) -> dict:
+def tag(engine: LocalEngine, paths: list[str]) -> dict:
+    rows = []
     started = time.perf_counter()
-    rows = [row for _, row in tagger.run(enumerate(paths))]
+    engine(list(enumerate(paths)), lambda index, row: rows.append(row))
     wall = time.perf_counter() - started
     errors = [row["error"] for row in rows if row["error"]]
     if errors:
@@ -55,15 +55,15 @@ def tag(tagger: Tagger, paths: list[str]) -> dict:
 
 def measure(model: Path, paths: list[str], threads: int, batch: int, precision: str | None) -> dict:
     started = time.perf_counter()
-    tagger = Tagger(Options(model=str(model), cpu=True, precision=precision, threads=threads,
-                            batch=batch))
+    engine = LocalEngine(Options(model=str(model), cpu=True, precision=precision, threads=threads,
+                                 batch=batch))
     load_s = time.perf_counter() - started
     started = time.perf_counter()
-    list(tagger.run([(0, paths[0])]))
+    engine([(0, paths[0])], lambda index, row: None)
     first_file_s = time.perf_counter() - started
-    frontend = tagger.pipeline.frontend
+    frontend = engine.pipeline.frontend
     bare = bare_forward(frontend, paths)
-    tagged = tag(tagger, paths)
+    tagged = tag(engine, paths)
     return {"files": len(paths), "precision": frontend.precision, "batch_files": batch,
             "model_load_s": load_s, "first_file_s": first_file_s, "bare_frontend": bare,
             "mmgat_tag": tagged, "ratio": tagged["x_real_time"] / bare["x_real_time"],

@@ -12,38 +12,36 @@ p50 / p99 ms per W for each, one thread each (BLAS too), as on a live worker.
                                         [--pushes 3000] [--repeats 1000]
 
 Without --model it uses the shipped artifact, or else the seeded test artifact. An artifact does
-not record its checkpoint: without --checkpoint the torch side is the tests' seeded random
-checkpoint (tests/conftest.make_checkpoint) of the default MMGATConfig, the shipped architecture:
-the same cost, not the same outputs.
+not record its checkpoint: without --checkpoint the torch side is a seeded random checkpoint
+(mmgat.model.checkpoint.random_checkpoint, as the tests use) of the default MMGATConfig, the
+shipped architecture: the same cost, not the same outputs.
 """
 
 from __future__ import annotations
 
+from graph_push import NEIGHBOURS, time_window  # first: it pins BLAS to one thread before numpy loads
+
+import argparse
+import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from graph_push import NEIGHBOURS, time_window  # noqa: E402  (first: it pins BLAS to one thread before numpy loads)
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+from mmgat.export.onnx import Scorer
+from mmgat.stream.runtime import MMGATSession
+from mmgat.model.audio import EMBED_DIM
+from mmgat.model.checkpoint import load_checkpoint, random_checkpoint
+from mmgat.model.graph import InstanceGraph
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from mmgat.export.onnx import Scorer  # noqa: E402
-from mmgat.export.runtime import MMGATSession  # noqa: E402
-from mmgat.model.audio import EMBED_DIM  # noqa: E402
-from mmgat.model.checkpoint import load_checkpoint  # noqa: E402
-from mmgat.model.graph import InstanceGraph  # noqa: E402
-
-from live_latency import percentiles  # noqa: E402
-from machine import machine, save  # noqa: E402
-from mmgat_ort import artifact  # noqa: E402  (the shipped model, else the tests' seeded one)
+from live_latency import percentiles
+from machine import machine, save
+from mmgat_ort import artifact  # the shipped model, else the tests' seeded one
 
 WINDOWS = (1, 2, 4, 8, 10, 16, 32, 64)
 THREADS = 1
@@ -57,11 +55,8 @@ def torch_scorer(checkpoint: str | None) -> tuple[Scorer, str]:
     if checkpoint:
         model, _ = load_checkpoint(checkpoint)
         return Scorer(model).eval(), str(checkpoint)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import make_checkpoint
-
     with tempfile.TemporaryDirectory() as scratch:
-        model, _ = load_checkpoint(make_checkpoint(Path(scratch)))
+        model, _ = load_checkpoint(random_checkpoint(Path(scratch)))
     return Scorer(model).eval(), "seeded random checkpoint of the default MMGATConfig (timing only)"
 
 

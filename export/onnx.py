@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmgat.export.runtime import (INPUTS, METADATA_KEY, OUTPUTS, MMGATSession, check_metadata,
-                                  sha256_bytes)
+from mmgat.export.artifact import INPUTS, METADATA_KEY, OUTPUTS, check_metadata, sha256_bytes
+from mmgat.stream.runtime import MMGATSession
 from mmgat.model.checkpoint import load_checkpoint
 from mmgat.model.graph import build_graph
 from mmgat.model.labels import CLASSES, GROUP_OF_CLASS, GROUPS, NUM_GROUPS

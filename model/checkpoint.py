@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from mmgat.model.frontend import Frontend, save_frontend, seeded_init
+from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS
 from mmgat.model.mmgat import MMGAT, MMGATConfig
 
 CHECKPOINT_FILE = "model.pt"
@@ -40,3 +43,24 @@ def load_checkpoint(path) -> tuple[MMGAT, dict]:
     model = MMGAT(MMGATConfig.from_dict(checkpoint["config"]), checkpoint.get("text_embeddings"))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint
+
+
+def random_checkpoint(directory, seed: int = 0, **config) -> Path:
+    """A seeded random-weight frontend file (frontend-test.pt) and MMGAT checkpoint (ckpt/) in
+    `directory`, of MMGATConfig(**config); returns the checkpoint. For tests and benchmarks: the
+    shapes and costs of a trained model, none of its outputs."""
+    directory = Path(directory)
+    frontend = seeded_init(Frontend(), seed).eval()
+    frontend_file = directory / "frontend-test.pt"
+    fingerprint = save_frontend(frontend, frontend_file, {"seed": seed})
+    torch.manual_seed(seed)  # MMGAT's own initialisation
+    model_config = MMGATConfig(**config)
+    text = torch.from_numpy(np.random.default_rng(seed).standard_normal(
+        (NUM_CLASSES, model_config.text_dim)).astype(np.float32))
+    model = MMGAT(model_config, text if model_config.label_embeddings else None).eval()
+    return save_checkpoint(
+        directory / "ckpt", model, thresholds=[0.5] * NUM_CLASSES, group_thresholds=[0.5] * NUM_GROUPS,
+        second_thresholds=[0.5] * NUM_CLASSES, text_encoder="random-test", window=10, hop=1.0,
+        training={"clips": 0, "note": "test"},
+        frontend={"name": frontend.name, "fingerprint": fingerprint, "file": str(frontend_file)},
+        metrics={})

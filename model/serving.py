@@ -33,3 +33,9 @@ class LatestPerSecond:
         if any(row is None for row in self.rows):
             raise ValueError("a second was never held by any window")
         return np.array(self.rows, dtype=np.float32)
+
+
+def active_classes(classes, probs, thresholds) -> list[str]:
+    """What users are shown as playing: the classes whose clip probability is at or over the
+    model's threshold for it (the one rule behind `active`, the dashboard and tag labels)."""
+    return [name for name, p, threshold in zip(classes, probs, thresholds) if p >= threshold]

@@ -1,8 +1,11 @@
-"""The live runtime (`mmgat-live`): sources -> ring buffer -> resampler -> 1 s frames every hop ->
-frontend -> instance graph -> MMGAT (ONNX Runtime) -> display and sinks.
+"""The runtime of `mmgat-live` and `mmgat-tag`: sources -> ring buffer -> stream (resampler,
+1 s frames every hop) -> frontend -> instance graph -> MMGAT (ONNX Runtime) -> display and sinks.
 
-Modules, one concern each: `ring` (SPSC ring buffer), `resample` (streaming 16 kHz mono),
-`sources` (device, file, stdin), `pipeline` (per-stream state, batched compute step), `runner`
-(the worker loop), `latency` (per-stage timings), `display` (rich dashboard, plain lines),
-`sinks` (JSONL, CSV), `cli` (the entry point).
+Modules, one concern each: `sources` (device, file, stdin, array; the Source protocol), `ring`
+(SPSC ring buffer), `resample` (streaming 16 kHz mono), `stream` (one input's state), `pipeline`
+(the batched compute step), `scheduler` (the one loop), `runtime` (the artifact in ONNX Runtime
+and its frontend), `latency` (per-stage timings), `display` (rich dashboard, plain lines),
+`sinks` (JSONL, CSV), `options` (the flags and setup both commands share), `cli` (mmgat-live),
+`tag` and `tag_extras` (mmgat-tag; Ray, Parquet), `virtual_mic` (live runs without hardware).
+The path of one block, function by function: README.md, "Architecture".
 """

@@ -16,7 +16,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mmgat.export.runtime import active_classes
 from mmgat.stream.latency import STAGES, LatencyStats
 from mmgat.stream.pipeline import Update
 
@@ -139,10 +138,9 @@ class LiveDisplay:
         table.add_column("p", justify="right")
         table.add_column("thr", justify="right", style="dim")
         table.add_column(f"last {heat_cells} s" if heat_cells else "", no_wrap=True)
-        playing = active_classes(info.classes, update.probs, info.thresholds)
         for c, name in enumerate(info.classes):
             p, threshold = float(update.probs[c]), float(info.thresholds[c])
-            active = name in playing
+            active = name in update.active
             table.add_row(Text(name, style="bold green" if active else ""), probability_bar(p, threshold, active),
                           f"{p:.2f}", f"{threshold:.2f}", heat_strip(update.node_probs[:, c], heat_cells))
 
@@ -179,9 +177,8 @@ class PlainLines:
 
     def update(self, update: Update) -> None:
         classes = self.info.classes
-        active = active_classes(classes, update.probs, self.info.thresholds)
         top = np.argsort(-update.probs)[:3]
-        line = (f"t {update.t:8.2f} s | active: {', '.join(active) or '-'} | top: "
+        line = (f"t {update.t:8.2f} s | active: {', '.join(update.active) or '-'} | top: "
                 + " ".join(f"{classes[c]} {float(update.probs[c]):.2f}" for c in top)
                 + f" | {update.level_dbfs:6.1f} dBFS | {losses(update)}"
                 + f" | compute {update.latency_ms['compute']:.1f} ms")

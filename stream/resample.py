@@ -22,7 +22,7 @@ torchaudio = import_torchaudio()  # built for another torch: one clear line, not
 
 LOWPASS_WIDTH, ROLLOFF = 6, 0.99  # torchaudio.transforms.Resample's defaults, which we use
 MAX_FILTER_TAPS = 2 ** 24  # period_out x taps of the filter torchaudio builds (float64 while it does)
-MAX_BACKLOG = FRAME_SAMPLES // 4  # held-back outputs; a StreamState keeps more room than this at any hop
+MAX_BACKLOG = FRAME_SAMPLES // 4  # held-back outputs; a Stream keeps more room than this at any hop
 MAX_AMPLITUDE = 1e3  # 60 dB over full scale; louder finite samples are clipped, or sums overflow
 
 

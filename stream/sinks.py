@@ -8,17 +8,16 @@ import sys
 
 import numpy as np
 
-from mmgat.export.runtime import active_classes
 from mmgat.stream.pipeline import Update
 
 
-def record(update: Update, classes, groups, thresholds: np.ndarray) -> dict:
+def record(update: Update, classes, groups) -> dict:
     """The JSONL record: t, probs, active, seconds, latency_ms, overruns (+ input_overflows, groups,
     level_dbfs)."""
     return {
         "t": round(update.t, 4),
         "probs": {name: round(float(p), 5) for name, p in zip(classes, update.probs)},
-        "active": active_classes(classes, update.probs, thresholds),
+        "active": update.active,
         "seconds": np.round(update.node_probs.astype(float), 5).tolist(),
         "latency_ms": {stage: round(ms, 3) for stage, ms in update.latency_ms.items()},
         "overruns": int(update.overruns),

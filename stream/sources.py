@@ -1,10 +1,11 @@
-"""Audio sources: an input device (sounddevice), an audio file, or raw PCM on stdin.
+"""Audio sources: an input device (sounddevice), an audio file, raw PCM on stdin, or an array.
 
-Every source hands out native-rate (frames, channels) float32 blocks through `read(max_frames)`
-and says when it has `finished`; the worker resamples them. A device's callback only copies
-into a ring buffer, which counts what it has to drop; files and stdin are pulled on demand,
-paced to real time unless asked to go as fast as possible. sounddevice is imported only by the
-device functions, so file and stdin runs never touch PortAudio.
+Every source implements `Source`: it hands out native-rate (frames, channels) float32 blocks
+through `read(max_frames)` and says when it has `finished`; its Stream (stream.py) resamples
+them. A device's callback only copies into a ring buffer, which counts what it has to drop;
+files, stdin and arrays are pulled on demand, paced to real time unless asked to go as fast as
+possible. sounddevice is imported only by the device functions, so other runs never touch
+PortAudio.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import sys
 import threading
 import time
+from typing import Protocol
 
 import numpy as np
 import soundfile
@@ -39,6 +41,26 @@ class SourceError(ValueError):
 
 class DeviceLost(SourceError):
     """A device that stopped delivering audio mid-run (unplugged, its audio server gone)."""
+
+
+class Source(Protocol):
+    """What a Stream reads its audio from."""
+
+    description: str  # for messages and the display: "file x.flac", "device 2 'USB Mic'"
+    rate: int  # samples per second per channel, as read
+    channels: int
+    finished: bool  # True once read() has returned the last sample
+    overruns: int  # frames dropped so far because the reader fell behind (a device's ring)
+    input_overflows: int  # times so far the device lost input before the source saw it
+
+    def start(self) -> None:
+        """Begin delivering (a device starts recording; a paced file starts its clock)."""
+
+    def read(self, max_frames: int) -> np.ndarray:
+        """Up to max_frames (frames, channels) float32 frames, maybe none yet."""
+
+    def close(self) -> None:
+        """Release the device or file; the source is not read again."""
 
 
 def too_short(what: str, frames: int, rate: int) -> AudioError:
@@ -201,19 +223,14 @@ class DeviceSource:
 # Files and stdin
 
 
-class SoundFileSource:
-    """A file or a pipe read through libsndfile, paced to real time unless `paced` is False."""
+class PulledSource:
+    """A source read on demand (a file, a pipe, an array), paced to real time unless `paced` is
+    False; subclasses say how to read a block (`_read_block`)."""
 
     overruns = input_overflows = 0  # nothing is ever dropped: the reader pulls only what it can take
 
-    def __init__(self, sound: soundfile.SoundFile, description: str, paced: bool):
-        try:  # a rate the resampler cannot take fails here, before the model loads
-            check_rate(sound.samplerate, description)
-        except AudioError:
-            sound.close()
-            raise
-        self._sound, self.description, self.paced = sound, description, paced
-        self.rate, self.channels = sound.samplerate, sound.channels
+    def __init__(self, rate: int, channels: int, description: str, paced: bool):
+        self.rate, self.channels, self.description, self.paced = rate, channels, description, paced
         self.consumed = 0  # frames handed out
         self.finished = False
         self.started_at: float | None = None  # perf_counter() at start: frame f is due at + f / rate
@@ -227,17 +244,53 @@ class SoundFileSource:
             max_frames = min(max_frames, due)
         if self.finished or max_frames <= 0:
             return np.zeros((0, self.channels), np.float32)
-        try:
-            block = self._sound.read(max_frames, dtype="float32", always_2d=True)
-        except RuntimeError as error:  # libsndfile: a corrupt block (a truncated FLAC: "lost sync")
-            reason = str(error).strip() or type(error).__name__
-            raise AudioError(f"cannot decode {self.description}: {reason}") from None
+        block = self._read_block(max_frames)
         self.consumed += len(block)
         self.finished = len(block) < max_frames
         return block
 
+    def _read_block(self, frames: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SoundFileSource(PulledSource):
+    """A file or a pipe read through libsndfile."""
+
+    def __init__(self, sound: soundfile.SoundFile, description: str, paced: bool):
+        try:  # a rate the resampler cannot take fails here, before the model loads
+            check_rate(sound.samplerate, description)
+        except AudioError:
+            sound.close()
+            raise
+        super().__init__(sound.samplerate, sound.channels, description, paced)
+        self._sound = sound
+
+    def _read_block(self, frames: int) -> np.ndarray:
+        try:
+            return self._sound.read(frames, dtype="float32", always_2d=True)
+        except RuntimeError as error:  # libsndfile: a corrupt block (a truncated FLAC: "lost sync")
+            reason = str(error).strip() or type(error).__name__
+            raise AudioError(f"cannot decode {self.description}: {reason}") from None
+
     def close(self) -> None:
         self._sound.close()
+
+
+class ArraySource(PulledSource):
+    """Audio already in memory: (frames,) or (frames, channels) float32 at `rate` (a program
+    using the runtime directly, the benchmarks, the tests)."""
+
+    def __init__(self, samples: np.ndarray, rate: int = SAMPLE_RATE, paced: bool = False,
+                 description: str = "array"):
+        samples = np.asarray(samples, np.float32)
+        self._samples = samples[:, None] if samples.ndim == 1 else samples
+        super().__init__(check_rate(rate, description), self._samples.shape[1], description, paced)
+
+    def _read_block(self, frames: int) -> np.ndarray:
+        return self._samples[self.consumed:self.consumed + frames]
 
 
 def open_file(path, paced: bool = True) -> SoundFileSource:

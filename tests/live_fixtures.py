@@ -1,5 +1,5 @@
 """Helpers and fixtures for the mmgat-live tests: test signals, running the CLI as a
-subprocess, a virtual microphone (PulseAudio pipe source), and an ALSA config with a
+subprocess, a virtual microphone (stream/virtual_mic.py) as a fixture, and an ALSA config with a
 playback-only device. Import the fixtures you use into the test module."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,12 @@ import soundfile
 from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.labels import CLASSES
 from mmgat.stream.cli import LOADING, PROG
+from mmgat.stream.virtual_mic import LIVE_COMMAND, VirtualMic
 
-LIVE = [sys.executable, "-m", "mmgat.stream.cli"]
+LIVE = LIVE_COMMAND
 LOADING_LINE = f"{PROG}: {LOADING}"  # the first line of every run without the dashboard
 RECORD_KEYS = {"t", "probs", "active", "seconds", "latency_ms", "overruns", "input_overflows"}
-MIC_CHUNK_S = 0.02  # the virtual microphone writes this much audio at a time
 RUN_LIMIT_S = 60  # one in-process run; far more than any case needs, so past it is a hang
-POLL_S = 0.02  # how often Watch reads a child's JSONL for new records (their wall-clock arrival)
 
 
 def tone(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1, freq: float = 440.0,
@@ -115,7 +113,7 @@ def check_record(rec: dict, window: int) -> None:
     assert set(rec["active"]) <= set(CLASSES)
     assert 1 <= len(rec["seconds"]) <= window
     assert all(len(row) == len(CLASSES) and all(0.0 <= p <= 1.0 for p in row) for row in rec["seconds"])
-    assert {"read", "frontend", "graph", "mmgat", "output"} <= set(rec["latency_ms"])
+    assert set(rec["latency_ms"]) == {"read", "frontend", "graph", "mmgat", "compute"}  # this frame's own
     assert all(ms >= 0 for ms in rec["latency_ms"].values())
     assert isinstance(rec["overruns"], int) and rec["overruns"] >= 0
     assert isinstance(rec["input_overflows"], int) and rec["input_overflows"] >= 0
@@ -135,119 +133,6 @@ def one_error_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("mmgat-live: error: "), stderr
     return lines[0]
-
-
-def proc_stats(pid: int) -> dict | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    if "VmRSS" not in fields:  # a zombie: it has exited, not yet been waited for
-        return None
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "threads": int(fields["Threads"]), "fds": fds}
-
-
-class Watch:
-    """Follows a child and its JSONL: every record with the wall time it was first seen, and a
-    /proc sample every `every_s` with the records so far."""
-
-    def __init__(self, process: subprocess.Popen, jsonl: Path):
-        self.process, self.jsonl = process, jsonl
-        self.records, self.arrivals, self.samples = [], [], []
-        self._buffer, self._offset = b"", 0
-
-    def _read_new(self) -> None:
-        if not self.jsonl.is_file():
-            return
-        with open(self.jsonl, "rb") as f:
-            f.seek(self._offset)
-            data = f.read()
-        self._offset += len(data)
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        now = time.monotonic()
-        for line in lines:
-            if line.strip():
-                self.records.append(json.loads(line))
-                self.arrivals.append(now)
-
-    def follow(self, every_s: float) -> None:
-        started = next_sample = time.monotonic()
-        while True:
-            done = self.process.poll() is not None
-            self._read_new()
-            now = time.monotonic()
-            if not done and now >= next_sample:
-                stats = proc_stats(self.process.pid)
-                if stats is not None:
-                    last_t = self.records[-1]["t"] if self.records else None
-                    self.samples.append({"wall_s": round(now - started, 3), "records": len(self.records),
-                                         "t": last_t, **stats})
-                next_sample += every_s
-            if done:
-                self._read_new()
-                return
-            time.sleep(POLL_S)
-
-
-class VirtualMic:
-    """A private PulseAudio daemon whose default source `vmic` reads s16le 16 kHz mono from a
-    FIFO; a thread writes the current signal into it (looped) in real time, so the source never
-    stalls. `env` is what every client process needs."""
-
-    def __init__(self, runtime: Path):
-        runtime.chmod(0o700)
-        self.runtime, self.fifo = runtime, runtime / "vmic.fifo"
-        self.env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "XDG_RUNTIME_DIR": str(runtime)}
-        self.signal = np.zeros(SAMPLE_RATE, np.int16)  # silence until play()
-        self.pid = None
-        self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write, daemon=True)
-
-    def start(self) -> None:
-        subprocess.run(
-            ["pulseaudio", "-D", "--exit-idle-time=-1", "--system=false", "-n", "--disallow-exit",
-             f"--log-target=file:{self.runtime / 'pulse.log'}", "--load=module-native-protocol-unix",
-             "--load=module-null-sink sink_name=vsink",
-             f"--load=module-pipe-source source_name=vmic file={self.fifo} format=s16le rate={SAMPLE_RATE} "
-             "channels=1"], env=self.env, check=True, timeout=30, capture_output=True)
-        self.pid = int((self.runtime / "pid").read_text())
-        deadline = time.monotonic() + 20
-        while "Default Source: vmic" not in subprocess.run(["pactl", "info"], env=self.env, capture_output=True,
-                                                           text=True).stdout:
-            if time.monotonic() > deadline:
-                raise RuntimeError("PulseAudio did not come up; see " + str(self.runtime / "pulse.log"))
-            time.sleep(0.1)
-        self._writer.start()
-
-    def play(self, samples: np.ndarray) -> None:
-        """Loop these float32 mono samples from now on."""
-        self.signal = (np.clip(samples.reshape(-1), -1, 1) * 32767).astype(np.int16)
-
-    def _write(self) -> None:
-        fd = os.open(self.fifo, os.O_WRONLY)
-        chunk, position, next_write = int(MIC_CHUNK_S * SAMPLE_RATE), 0, time.monotonic()
-        try:
-            while not self._stop.is_set():
-                current = self.signal
-                indices = (position + np.arange(chunk)) % len(current)
-                os.write(fd, current[indices].astype("<i2").tobytes())
-                position += chunk
-                next_write += MIC_CHUNK_S
-                time.sleep(max(0.0, next_write - time.monotonic()))
-        except BrokenPipeError:
-            pass  # the daemon went away (stop() kills it while a write may be blocked)
-        finally:
-            os.close(fd)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.pid:
-            with contextlib.suppress(ProcessLookupError):  # a test may have killed it
-                os.kill(self.pid, signal.SIGTERM)
-        self._writer.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

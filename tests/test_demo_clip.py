@@ -94,7 +94,7 @@ def test_records_are_mapped_to_the_last_window_holding_each_second():
 @pytest.mark.xfail(strict=True, reason="the shipped model hears everything its demo clip holds but also what it "
                    "does not (trumpet 14 s, ukulele 13 s, piano 3 s): issue 9 (recognition)")
 def test_the_shipped_model_hears_its_demo_clip(tmp_path, capsys):
-    from mmgat.export.runtime import MMGATSession
+    from mmgat.stream.runtime import MMGATSession
     from mmgat.stream.cli import main
 
     out = tmp_path / "demo.jsonl"

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_checkpoint
 from mmgat.export.cli import main as export_main
 from mmgat.export.onnx import PARITY_TOLERANCE, PARITY_WINDOWS, export_checkpoint, parity, verify
-from mmgat.export.runtime import (CPU, CUDA, MMGATSession, ModelError, choose_providers,
-                                  load_runtime)
-from mmgat.model.checkpoint import load_checkpoint
+from mmgat.export.artifact import ModelError
+from mmgat.stream.runtime import CPU, CUDA, MMGATSession, choose_providers, load_runtime
+from mmgat.model.checkpoint import load_checkpoint, random_checkpoint
 from mmgat.model.frontend import Frontend, save_frontend, seeded_init, serving_precision
 from mmgat.model.labels import CLASSES
 
@@ -89,7 +88,7 @@ def test_runtime_refuses_a_frontend_it_was_not_trained_on(tiny_model, tmp_path):
 
 
 def test_models_without_auxiliary_head_export_group_probabilities(tmp_path):
-    checkpoint = make_checkpoint(tmp_path, seed=1, auxiliary=False, scales=(1,))
+    checkpoint = random_checkpoint(tmp_path, seed=1, auxiliary=False, scales=(1,))
     path = export_checkpoint(checkpoint, tmp_path / "noaux.onnx")
     report = verify(path, checkpoint)
     assert report["parity"] == "ok"
@@ -106,8 +105,11 @@ def _inputs(model):
 def test_cli_export_and_verify(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
     assert export_main([str(tiny_checkpoint), "--out", str(out)]) == 0
+    assert capsys.readouterr().err.splitlines() == [f"mmgat-export: wrote {out} and cli.onnx.sha256"]
+    assert export_main([str(tiny_checkpoint), "--out", str(tmp_path / "quiet.onnx"), "-q"]) == 0
+    assert capsys.readouterr().err == ""  # -q: no info lines
     assert export_main(["--verify", str(out), str(tiny_checkpoint)]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["parity"] == "ok"
+    assert json.loads(capsys.readouterr().out)["parity"] == "ok"
 
 
 def test_cli_user_errors_are_one_line(tmp_path):
@@ -121,7 +123,7 @@ def test_cli_user_errors_are_one_line(tmp_path):
 def test_the_shipped_model_verifies_and_runs_with_the_frontend_it_names():
     """The package's own artifact: hash and metadata check out, and the frontend shipped
     beside it is the one its MMGAT was trained on (same fingerprint)."""
-    from mmgat.export.runtime import DEFAULT_MODEL, load_runtime
+    from mmgat.stream.runtime import DEFAULT_MODEL, load_runtime
 
     if not DEFAULT_MODEL.is_file():
         pytest.skip("no model has been shipped into the package yet")

@@ -206,5 +206,5 @@ def test_int8_follows_the_weights_it_was_built_from():
 def test_serving_precision_is_int8_on_the_cpu_and_bf16_on_cuda():
     assert serving_precision(torch.device("cpu")) == "int8"
     assert serving_precision(torch.device("cuda")) == "bf16"
-    from mmgat.stream.cli import FRONTEND_PRECISIONS
+    from mmgat.stream.options import FRONTEND_PRECISIONS
     assert sorted(FRONTEND_PRECISIONS) == sorted(PRECISIONS)  # what --precision accepts

@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 from live_fixtures import LOADING_LINE, check_record, one_error_line, run_main, write_clip
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, to_mono_16k
 from mmgat.model.graph import MAX_WINDOW
-from mmgat.stream.pipeline import MAX_PHASES, SILENCE_DBFS, StreamState
+from mmgat.stream.pipeline import SILENCE_DBFS
 from mmgat.stream.resample import MAX_AMPLITUDE, MAX_BACKLOG, StreamResampler, check_rate
 from mmgat.stream.ring import RingBuffer
-from mmgat.stream.runner import LiveStream
 from mmgat.stream.sources import SoundFileSource
+from mmgat.stream.stream import MAX_PHASES, Stream
 
 WINDOW = 3
 HOPS = [FRAME_SAMPLES // k for k in range(1, MAX_PHASES + 1) if FRAME_SAMPLES % k == 0]  # every valid hop
@@ -341,7 +341,7 @@ def counter_block(start: int, count: int, channels: int) -> np.ndarray:
 
 class CounterDevice:
     """A device stand-in: `produce()` writes the next counter block into a RingBuffer, as the
-    PortAudio callback does; the worker reads it through LiveStream.pull()."""
+    PortAudio callback does; the worker reads it through Stream.pull()."""
 
     input_overflows = 0
     description = "counter"
@@ -375,15 +375,15 @@ class CounterDevice:
         return block
 
 
-def stream_all(stream: LiveStream, produce, schedule: list[bool], limit: int) -> list[tuple[int, np.ndarray]]:
-    """The runner's loop without the model: produce, pull when the schedule says (always once
+def stream_all(stream: Stream, produce, schedule: list[bool], limit: int) -> list:
+    """The scheduler's loop without the model: produce, pull when the schedule says (always once
     production is over), take every ready frame; until the stream is done or `limit` loops."""
     frames = []
     for loop in range(limit):
         producing = produce()
         if not producing or schedule[loop % len(schedule)]:
             stream.pull()
-            frames += stream.state.take(stream.state.ready())
+            frames += stream.take()
         if stream.done:
             return frames
     raise AssertionError(f"the stream was not done after {limit} loops: a hang")
@@ -411,7 +411,7 @@ def ring_cases(draw):
 def test_ring_resampler_and_frames_lose_and_repeat_nothing_but_counted_overruns(case):
     rate, channels, capacity, blocks, schedule, hop = case
     device = CounterDevice(rate, channels, capacity, blocks)
-    stream = LiveStream(device, StreamState(window=1, hop=hop))
+    stream = Stream(device, window=1, hop=hop)
 
     def produce():
         if device.producing:
@@ -435,14 +435,14 @@ def test_ring_resampler_and_frames_lose_and_repeat_nothing_but_counted_overruns(
     # The 16 kHz stream is whole-signal resampling of what was kept; frame k is exactly its
     # samples [k * hop, k * hop + FRAME_SAMPLES).
     whole = to_mono_16k(kept, rate)
-    assert stream.state.received == len(whole) == streamed_length(len(kept), rate)
-    assert [index for index, _ in frames] == list(range(expected_records(len(whole), hop)))
-    for index, frame in frames:
-        expected = whole[index * hop:index * hop + FRAME_SAMPLES]
+    assert stream.received == len(whole) == streamed_length(len(kept), rate)
+    assert [frame.index for frame in frames] == list(range(expected_records(len(whole), hop)))
+    for frame in frames:
+        expected = whole[frame.index * hop:frame.index * hop + FRAME_SAMPLES]
         if rate == SAMPLE_RATE:
-            np.testing.assert_array_equal(frame, expected)  # the counter itself, bit for bit
+            np.testing.assert_array_equal(frame.samples, expected)  # the counter itself, bit for bit
         else:
-            np.testing.assert_allclose(frame, expected, atol=1e-4)
+            np.testing.assert_allclose(frame.samples, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("rate", [40, 60, 75, 1000, 8000, 11025, 44100, 47952, 96000, 265168])
@@ -455,12 +455,12 @@ def test_odd_rates_stream_from_files_without_a_hang_at_the_smallest_hop(rate):
     buffer.seek(0)
     source = SoundFileSource(soundfile.SoundFile(buffer), "counter", paced=False)
     hop = min(HOPS)
-    stream = LiveStream(source, StreamState(window=1, hop=hop))
+    stream = Stream(source, window=1, hop=hop)
     assert stream.resampler.backlog <= MAX_BACKLOG
     source.start()
     taken = stream_all(stream, lambda: False, [True], limit=10_000)
-    assert stream.state.received == streamed_length(frames, rate)
-    assert [index for index, _ in taken] == list(range(expected_records(streamed_length(frames, rate), hop)))
+    assert stream.received == streamed_length(frames, rate)
+    assert [frame.index for frame in taken] == list(range(expected_records(streamed_length(frames, rate), hop)))
 
 
 @pytest.mark.parametrize("rate", [0, 1, 7, 30, 8001, 44056, 44101, 47999, 768001, 2**31 - 1])
@@ -480,14 +480,15 @@ def test_hop_timestamps_are_exact_over_a_hundred_thousand_hops(hop):
     FRAME_SAMPLES) (10^5 frames at the smallest hop), and the time of frame k < 10^5, as the JSONL
     prints it, is the exact decimal (k * hop + FRAME_SAMPLES) / 16000 s."""
     hops = 100_000 if hop == min(HOPS) else 2_000  # the smallest hop takes the most hops per frame
-    state, fed, index, wrap = StreamState(window=1, hop=hop), 0, 0, 2**20  # counter mod 2**20: exact
+    stream, fed, index, wrap = Stream.fed(1, hop), 0, 0, 2**20  # counter mod 2**20: exact
     while index < hops:
-        room = state.room()
-        state.feed((np.arange(fed, fed + room) % wrap).astype(np.float32))
+        room = stream.room()
+        stream.feed((np.arange(fed, fed + room) % wrap).astype(np.float32))
         fed += room
-        for k, frame in state.take(state.ready()):
+        for frame in stream.take():
+            k, samples = frame.index, frame.samples
             assert k == index
-            assert frame[0] == k * hop % wrap and frame[-1] == (k * hop + FRAME_SAMPLES - 1) % wrap
+            assert samples[0] == k * hop % wrap and samples[-1] == (k * hop + FRAME_SAMPLES - 1) % wrap
             index += 1
     for k in range(100_000):  # the record's "t", as printed, against the exact decimal
-        assert Decimal(json.dumps(round(state.end_seconds(k), 4))) == Decimal(k * hop + FRAME_SAMPLES) / SAMPLE_RATE
+        assert Decimal(json.dumps(round(stream.end_sample(k) / SAMPLE_RATE, 4))) == Decimal(k * hop + FRAME_SAMPLES) / SAMPLE_RATE

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_checkpoint
 from live_fixtures import one_error_line, write_clip
 from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
+from mmgat.model.checkpoint import random_checkpoint
 from mmgat.model.labels import CLASSES
 
 WINDOW = 4  # shorter than the clip, so windows slide
@@ -25,7 +25,7 @@ def l1_model(tmp_path_factory):
     from mmgat.export.onnx import export_checkpoint
 
     folder = tmp_path_factory.mktemp("l1")
-    checkpoint = make_checkpoint(folder, seed=3, similarity="l1", neighbours=1, scales=(1, 3))
+    checkpoint = random_checkpoint(folder, seed=3, similarity="l1", neighbours=1, scales=(1, 3))
     return export_checkpoint(checkpoint, folder / "artifact" / "l1.onnx")
 
 
@@ -44,7 +44,7 @@ def eval_window_probs(model, clip, **graph_changes) -> np.ndarray:
     """Each window ending at 1, 2, ... s scored the way `mmgat-train eval` does: its load_model
     (graph settings from the artifact, unless changed here) and data.collate (build_graph), on
     the artifact's frontend."""
-    from mmgat.export.runtime import load_runtime
+    from mmgat.stream.runtime import load_runtime
     from mmgat.model.train.data import collate
     from mmgat.model.train.evaluate import load_model
 
@@ -57,7 +57,7 @@ def eval_window_probs(model, clip, **graph_changes) -> np.ndarray:
 
 
 def test_the_artifact_carries_its_graph_settings(l1_model):
-    from mmgat.export.runtime import MMGATSession
+    from mmgat.stream.runtime import MMGATSession
 
     assert MMGATSession(l1_model).graph == {"neighbours": 1, "similarity": "l1"}
 
@@ -91,7 +91,7 @@ def unknown_similarity_model(tiny_model, tmp_path_factory):
     """The tiny artifact re-labelled as trained on a similarity this version lacks (hash renewed)."""
     import onnx
 
-    from mmgat.export.runtime import METADATA_KEY, sha256_bytes
+    from mmgat.export.artifact import METADATA_KEY, sha256_bytes
 
     folder = tmp_path_factory.mktemp("unknown")
     for path in tiny_model.parent.iterdir():

@@ -101,7 +101,7 @@ def test_a_signal_stops_cleanly_with_every_record_flushed(tiny_model, tmp_path, 
         _, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
-    assert process.returncode == 0, stderr.decode()
+    assert process.returncode == 130, stderr.decode()  # stopped by a signal, as every command says it
     assert "Traceback" not in stderr.decode()
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]  # every line whole
     assert 2 <= len(records) < 100
@@ -115,7 +115,7 @@ def test_a_signal_stops_cleanly_with_every_record_flushed(tiny_model, tmp_path, 
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory, tiny_model):
     """Files that must be refused, and artifacts that are corrupt or paired with the wrong frontend."""
-    from mmgat.export.runtime import MMGATSession
+    from mmgat.stream.runtime import MMGATSession
     from mmgat.model.frontend import Frontend, save_frontend, seeded_init
 
     root = tmp_path_factory.mktemp("bad")
@@ -192,10 +192,18 @@ def test_a_fresh_process_prints_nothing_but_the_error_line(bad_inputs, clip_44k_
 def test_usage_errors_are_one_line_too(capsys):
     from mmgat.stream.cli import main
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--window", "ten"])
-    assert exit_info.value.code == 2
+    assert main(["--window", "ten"]) == 2
     assert "invalid int value" in one_error_line(capsys.readouterr().err)
+    assert main(["--window", "0"]) == 2  # a flag's value, whatever the model
+    assert "--window must be 1..64" in one_error_line(capsys.readouterr().err)
+
+
+def test_debug_shows_the_error_with_its_traceback(tmp_path):
+    from mmgat.model.audio import AudioError
+    from mmgat.stream.cli import main
+
+    with pytest.raises(AudioError, match="no such file"):
+        main(["--file", str(tmp_path / "missing.wav"), "--no-display", "--debug"])
 
 
 def test_missing_demo_clip(tiny_model, tmp_path, monkeypatch, capsys):

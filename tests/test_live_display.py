@@ -85,7 +85,7 @@ def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
     from mmgat.model.labels import GROUPS
     from mmgat.stream.display import LiveDisplay, RunInfo
     from mmgat.stream.latency import LatencyStats
-    from mmgat.stream.pipeline import StreamState, Update
+    from mmgat.stream.pipeline import Update
 
     stats = LatencyStats()
     for stage in ("read", "frontend", "graph", "mmgat", "compute", "output"):
@@ -93,9 +93,11 @@ def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
     info = RunInfo(source="file /a/rather/long/path/to/some/recording.flac", rate=44100, channels=2,
                    model="/opt/models/mmgat.onnx", provider="CPUExecutionProvider", frontend="vggish-trunk",
                    window=10, hop=1.0, classes=CLASSES, groups=GROUPS, thresholds=np.full(len(CLASSES), 0.5))
-    update = Update(stream=StreamState(10, 16000), t=12.0, probs=np.linspace(0, 1, len(CLASSES)),
-                    group_probs=np.array([0.2, 0.9, 0.1]), node_probs=np.random.default_rng(0).random((10, 20)),
-                    level_dbfs=-20.0, overruns=0, input_overflows=0, latency_ms={})
+    probs = np.linspace(0, 1, len(CLASSES))
+    update = Update(stream=None, end_sample=12 * 16000, probs=probs, group_probs=np.array([0.2, 0.9, 0.1]),
+                    node_probs=np.random.default_rng(0).random((10, 20)),
+                    active=[name for name, p in zip(CLASSES, probs) if p >= 0.5], level_dbfs=-20.0,
+                    overruns=0, input_overflows=0, latency_ms={})
     out = io.StringIO()
     console = Console(file=out, width=width, height=height, force_terminal=True, color_system=None)
     console.print(LiveDisplay(console, info, stats).render(update))

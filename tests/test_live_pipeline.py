@@ -1,4 +1,4 @@
-"""StreamState framing, batched Pipeline.step across streams, and the runner under a slow consumer."""
+"""Stream framing, batched Pipeline.step across streams, and the scheduler under a slow consumer."""
 
 import threading
 import time
@@ -8,14 +8,24 @@ import numpy as np
 import pytest
 
 from mmgat.model.audio import EMBED_DIM, FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.stream.pipeline import MAX_PENDING_FRAMES, Pipeline, StreamState, hop_samples
+from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.ring import RingBuffer
-from mmgat.stream.runner import LiveStream, run
+from mmgat.stream.scheduler import run
+from mmgat.stream.sources import ArraySource
+from mmgat.stream.stream import MAX_PENDING_FRAMES, Stream, hop_samples
+
+
+def fed_stream(window: int, hop: int, samples=None, **options) -> Stream:
+    """A Stream whose audio the test feeds itself (samples: fed now)."""
+    stream = Stream.fed(window, hop, **options)
+    if samples is not None:
+        stream.feed(samples)
+    return stream
 
 
 @pytest.fixture(scope="module")
 def runtime(tiny_model):
-    from mmgat.export.runtime import load_runtime
+    from mmgat.stream.runtime import load_runtime
 
     return load_runtime(tiny_model, cpu=True)
 
@@ -32,8 +42,13 @@ class CountingFrontend:
 
 
 class CountingSession:
+    """Wraps a session and records the batch size of every score call."""
+
     def __init__(self, session):
         self.session, self.batches = session, []
+
+    def __getattr__(self, name):  # metadata, thresholds, ...
+        return getattr(self.session, name)
 
     def score(self, nodes, *rest):
         self.batches.append(len(nodes))
@@ -53,40 +68,39 @@ def test_hop_samples_rejects_the_rest(seconds):
 
 def test_frames_are_one_second_every_hop_and_the_buffer_never_grows():
     hop = hop_samples(0.25)
-    state = StreamState(window=4, hop=hop)
-    capacity = len(state.audio)
+    stream = fed_stream(window=4, hop=hop)
+    capacity = len(stream.audio)
     ramp = np.arange(6 * SAMPLE_RATE, dtype=np.float32)
     taken, position = [], 0
     while position < len(ramp):
-        block = ramp[position:position + min(state.room(), 3000)]
-        state.feed(block)
+        block = ramp[position:position + min(stream.room(), 3000)]
+        stream.feed(block)
         position += len(block)
-        taken += state.take(state.ready())
-        assert len(state.audio) == capacity
-    assert [index for index, _ in taken] == list(range(21))  # frames ending at 1.00, 1.25, ... 6.00 s
-    for index, frame in taken:
-        np.testing.assert_array_equal(frame, ramp[index * hop:index * hop + FRAME_SAMPLES])
-    assert state.end_seconds(20) == 6.0
+        taken += stream.take()
+        assert len(stream.audio) == capacity
+    assert [frame.index for frame in taken] == list(range(21))  # frames ending at 1.00, 1.25, ... 6.00 s
+    for frame in taken:
+        np.testing.assert_array_equal(frame.samples, ramp[frame.index * hop:frame.index * hop + FRAME_SAMPLES])
+    assert stream.end_sample(20) == 6 * SAMPLE_RATE
 
 
 def test_feeding_more_than_the_room_is_refused_and_the_limit_truncates():
-    state = StreamState(window=2, hop=hop_samples(1.0), limit=int(2.5 * SAMPLE_RATE))
+    stream = fed_stream(window=2, hop=hop_samples(1.0), limit=int(2.5 * SAMPLE_RATE))
     with pytest.raises(ValueError):
-        state.feed(np.zeros(state.room() + 1, np.float32))
-    state.feed(np.zeros(3 * SAMPLE_RATE, np.float32))
-    assert state.received == int(2.5 * SAMPLE_RATE) and state.complete and state.ready() == 2
+        stream.feed(np.zeros(stream.room() + 1, np.float32))
+    stream.feed(np.zeros(3 * SAMPLE_RATE, np.float32))
+    assert stream.received == int(2.5 * SAMPLE_RATE) and stream.complete and stream.ready() == 2
 
 
 def test_each_hop_phase_keeps_its_own_graph_of_back_to_back_seconds(runtime):
     session, frontend = runtime
-    state = StreamState(window=3, hop=hop_samples(0.5))
-    pipeline = Pipeline(session, frontend)
-    state.feed(np.random.default_rng(0).standard_normal(4 * SAMPLE_RATE).astype(np.float32) * 0.1)
-    updates = pipeline.step([state])
+    stream = fed_stream(3, hop_samples(0.5),
+                        np.random.default_rng(0).standard_normal(4 * SAMPLE_RATE).astype(np.float32) * 0.1)
+    updates = Pipeline(session, frontend).step([stream])
     # Frames end at 1.0, 1.5, ..., 4.0 s; the window ending at t holds the seconds t, t-1, ... >= 1.
     assert [u.t for u in updates] == [1.0 + 0.5 * k for k in range(7)]
     assert [len(u.node_probs) for u in updates] == [min(3, int(u.t)) for u in updates]
-    assert len(state.graphs) == 2
+    assert len(stream.graphs) == 2
 
 
 def test_streams_share_one_frontend_call_and_one_padded_mmgat_call(runtime):
@@ -95,21 +109,17 @@ def test_streams_share_one_frontend_call_and_one_padded_mmgat_call(runtime):
     audio = [rng.standard_normal(s * SAMPLE_RATE).astype(np.float32) * 0.1 for s in (3, 5)]
 
     def alone(samples):
-        state = StreamState(window=10, hop=hop_samples(1.0))
-        state.feed(samples)
-        return Pipeline(session, frontend).step([state])
+        return Pipeline(session, frontend).step([fed_stream(10, hop_samples(1.0), samples)])
 
     expected = [alone(samples) for samples in audio]
     counting_frontend, counting_session = CountingFrontend(frontend), CountingSession(session)
     pipeline = Pipeline(counting_session, counting_frontend)
-    states = [StreamState(window=10, hop=hop_samples(1.0)) for _ in audio]
-    for state, samples in zip(states, audio):
-        state.feed(samples)
-    updates = pipeline.step(states)
+    streams = [fed_stream(10, hop_samples(1.0), samples) for samples in audio]
+    updates = pipeline.step(streams)
 
     assert counting_frontend.batches == [8] and counting_session.batches == [8]  # 3 + 5 frames, one call each
-    for state, wanted in zip(states, expected):
-        mine = [u for u in updates if u.stream is state]
+    for stream, wanted in zip(streams, expected):
+        mine = [u for u in updates if u.stream is stream]
         assert [u.t for u in mine] == [u.t for u in wanted]
         for got, want in zip(mine, wanted):  # padding to the batch's largest graph changes nothing
             np.testing.assert_allclose(got.probs, want.probs, atol=1e-5)
@@ -117,14 +127,47 @@ def test_streams_share_one_frontend_call_and_one_padded_mmgat_call(runtime):
 
 
 def test_a_stream_that_fell_behind_is_caught_up_in_one_frontend_batch(runtime):
+    """Its frames share one graph: each is scored on the graph as of its own push, exactly as
+    when they come one per step."""
     session, frontend = runtime
     counting = CountingFrontend(frontend)
     pipeline = Pipeline(session, counting)
-    state = StreamState(window=10, hop=hop_samples(1.0))
-    state.feed(np.zeros(state.room(), np.float32))  # as much as a stream may hold pending
-    updates = pipeline.step([state])
+    audio = np.random.default_rng(2).standard_normal(SAMPLE_RATE * MAX_PENDING_FRAMES).astype(np.float32) * 0.1
+    stream = fed_stream(3, hop_samples(1.0))
+    stream.feed(audio[:stream.room()])  # as much as a stream may hold pending
+    updates = pipeline.step([stream])
     assert counting.batches == [MAX_PENDING_FRAMES] and len(updates) == MAX_PENDING_FRAMES
-    assert all(u.level_dbfs == -120.0 for u in updates)
+    one_by_one, paced = [], fed_stream(3, hop_samples(1.0))
+    for second in range(MAX_PENDING_FRAMES):
+        paced.feed(audio[second * SAMPLE_RATE:(second + 1) * SAMPLE_RATE])
+        one_by_one += pipeline.step([paced])
+    for got, want in zip(updates, one_by_one):
+        assert len(got.node_probs) == len(want.node_probs) == min(3, round(got.t))
+        np.testing.assert_allclose(got.probs, want.probs, atol=1e-5)
+        np.testing.assert_allclose(got.node_probs, want.node_probs, atol=1e-5)
+
+
+def test_silence_is_the_floor_level_and_latency_is_this_frames_compute(runtime):
+    session, frontend = runtime
+    stream = fed_stream(10, hop_samples(1.0), np.zeros(2 * SAMPLE_RATE, np.float32))
+    for update in Pipeline(session, frontend).step([stream]):
+        assert update.level_dbfs == -120.0
+        assert set(update.latency_ms) == {"read", "frontend", "graph", "mmgat", "compute"}
+        ms = update.latency_ms
+        assert ms["compute"] == pytest.approx(ms["frontend"] + ms["graph"] + ms["mmgat"])
+
+
+def test_loss_counts_run_on_across_a_replaced_source():
+    """A device reopened after it went away: the stream's counts are running totals."""
+
+    class Lossy(ArraySource):
+        def __init__(self, overruns, overflows):
+            super().__init__(np.zeros(SAMPLE_RATE, np.float32))
+            self.overruns, self.input_overflows = overruns, overflows
+
+    stream = Stream(Lossy(5, 1), 2, hop_samples(1.0))
+    stream.replace_source(Lossy(7, 2))
+    assert (stream.overruns, stream.input_overflows) == (12, 3)
 
 
 class RingFedSource:
@@ -175,8 +218,8 @@ class SlowFrontend:
 def test_a_slow_consumer_counts_overruns_with_flat_memory(runtime):
     session, _ = runtime
     source = RingFedSource(ring_seconds=2.0, block=3200, every_s=0.005)  # ~40x real time
-    state = StreamState(window=10, hop=hop_samples(1.0), limit=40 * SAMPLE_RATE)
-    stream, pipeline = LiveStream(source, state), Pipeline(session, SlowFrontend())
+    stream = Stream(source, 10, hop_samples(1.0), limit=40 * SAMPLE_RATE)
+    pipeline = Pipeline(session, SlowFrontend())
     updates, memory = [], []
 
     def emit(update):
@@ -185,7 +228,7 @@ def test_a_slow_consumer_counts_overruns_with_flat_memory(runtime):
 
     tracemalloc.start()
     try:
-        run([stream], pipeline, emit)
+        run(pipeline, [stream], emit)
     finally:
         source.close()
         tracemalloc.stop()

@@ -15,7 +15,8 @@ import subprocess
 import threading
 
 import numpy as np
-from live_fixtures import LIVE, Watch, check_record
+from live_fixtures import LIVE, check_record
+from mmgat.stream.virtual_mic import Watch
 from mmgat.model.audio import SAMPLE_RATE
 
 SOAK_S = 600  # stream seconds through the accelerated run

@@ -216,6 +216,19 @@ def test_soundfonts_are_found_on_the_search_path(tmp_path, monkeypatch):
     assert synth.find_soundfont("sf_GMbank.sf2") is None
 
 
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_a_missing_training_soundfont_is_a_warning_line(quiet, tmp_path, monkeypatch, capsys):
+    """Warnings come as `mmgat-train: warning: ...` lines, also with -q (which hides info only)."""
+    (tmp_path / "FluidR3_GM.sf2").write_text("not a SoundFont")  # found, then refused
+    monkeypatch.setenv(synth.SOUNDFONT_PATH_VARIABLE, str(tmp_path))
+    assert cli.main(["synth", "--out", str(tmp_path / "out"), "--clips", "1", "--seed", "0",
+                     *quiet]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "mmgat-train: warning: sf_GMbank.sf2 is missing; rendering without it",
+        "mmgat-train: warning: OPL-3_FM_128M.sf2 is missing; rendering without it",
+        f"mmgat-train: error: {tmp_path / 'FluidR3_GM.sf2'} is not a SoundFont (SF2/SF3/DLS)"]
+
+
 @needs_fluidsynth
 def test_bad_soundfont_is_one_line_error(tmp_path, capsys):
     missing = tmp_path / "missing.sf2"

@@ -32,7 +32,7 @@ def write(path, samples, rate=SAMPLE_RATE):
 
 
 def thresholds(model) -> np.ndarray:
-    from mmgat.export.runtime import MMGATSession
+    from mmgat.stream.runtime import MMGATSession
 
     return MMGATSession(model, cpu=True).thresholds
 
@@ -93,10 +93,10 @@ def test_one_row_per_input_with_errors_for_bad_files(tiny_model, tmp_path, capsy
 def test_rows_are_what_the_live_pipeline_says(tiny_model, tmp_path, capsys):
     """Clip probs = max over the live updates' window probs; second k = its node in the last
     window holding it; batching files together changes nothing."""
-    from mmgat.export.runtime import load_runtime
-    from mmgat.stream.pipeline import Pipeline, StreamState
-    from mmgat.stream.runner import LiveStream, run
+    from mmgat.stream.options import load_pipeline
+    from mmgat.stream.scheduler import run
     from mmgat.stream.sources import open_file
+    from mmgat.stream.stream import Stream
 
     clip = write(tmp_path / "a.wav", tone(5.0, 22050), 22050)
     other = write(tmp_path / "b.wav", noise(3.0))
@@ -105,12 +105,10 @@ def test_rows_are_what_the_live_pipeline_says(tiny_model, tmp_path, capsys):
     assert code == 0, err
     row = read_rows(out)[0]
 
-    session, frontend = load_runtime(tiny_model, cpu=True)
+    pipeline = load_pipeline(tiny_model, cpu=True, precision=None, threads=1)
     updates = []
-    source = open_file(clip, paced=False)
-    run([LiveStream(source, StreamState(3, SAMPLE_RATE, int(session.metadata["neighbours"])))],
-        Pipeline(session, frontend), updates.append)
-    source.close()
+    run(pipeline, [Stream(open_file(clip, paced=False), 3, SAMPLE_RATE, **pipeline.session.graph)],
+        updates.append)
     assert [u.t for u in updates] == [1.0, 2.0, 3.0, 4.0, 5.0]
     clip_probs = np.max([u.probs for u in updates], axis=0)
     np.testing.assert_allclose([row["probs"][c] for c in CLASSES], clip_probs, atol=1e-4)
@@ -118,6 +116,27 @@ def test_rows_are_what_the_live_pipeline_says(tiny_model, tmp_path, capsys):
     # the last one (nodes 1, 2 of the window ending at 5 s).
     expected = [updates[2].node_probs[k] for k in range(3)] + [updates[4].node_probs[k] for k in (1, 2)]
     np.testing.assert_allclose(row["seconds"], expected, atol=1e-4)
+
+
+def test_per_second_rows_come_from_whole_second_windows_at_any_hop(tiny_model):
+    """At a hop of 0.5 s, the windows ending half-way through a second (the other hop phase's
+    graph) say nothing about whole seconds; the rows are those of the whole-second windows."""
+    from mmgat.stream.options import load_pipeline
+    from mmgat.stream.scheduler import run
+    from mmgat.stream.sources import ArraySource
+    from mmgat.stream.stream import Stream, hop_samples
+
+    pipeline = load_pipeline(tiny_model, cpu=True, precision=None, threads=1)
+    file, updates = tag.FileTags(0, "a", len(CLASSES)), []
+    stream = Stream(ArraySource(noise(4.0)[:, 0]), 2, hop_samples(0.5), **pipeline.session.graph)
+    run(pipeline, [stream], lambda update: (updates.append(update), file.add(update)))
+    assert [u.t for u in updates] == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+    whole = {u.t: u.node_probs for u in updates if u.t == int(u.t)}
+    # Window 2: second k is last held by the window ending at k + 2 s (node 0), the last second by
+    # the final window (node 1).
+    expected = [whole[2.0][0], whole[3.0][0], whole[4.0][0], whole[4.0][1]]
+    np.testing.assert_allclose(file.seconds.array(), expected)
+    np.testing.assert_allclose(file.clip, np.max([u.probs for u in updates], axis=0))
 
 
 def test_directories_are_walked_for_audio_files(tiny_model, tmp_path, capsys):

@@ -80,7 +80,8 @@ def test_cli_fit_eval_and_errors(synthetic_set, tmp_path, capsys):
     _, checkpoint = load_checkpoint(tmp_path / "ckpt")
     assert checkpoint["text_encoder"] is None and checkpoint["text_embeddings"] is None
     assert not checkpoint["config"]["auxiliary"]
-    capsys.readouterr()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "mmgat-train: best epoch " in captured.err  # an info line
     assert main(["eval", "--model", str(tmp_path / "ckpt"), "--data", str(synthetic_set),
                  "--json", "--out", str(tmp_path / "report"), "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)

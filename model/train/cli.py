@@ -5,37 +5,35 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mmgat.model.command import OneLineParser, add_common_arguments, run_command
+
 PROG = "mmgat-train"
+EXTRAS = "install the trainer's extras: pip install '.[train]'"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OneLineParser:
     from mmgat.model.train import ablate, evaluate, fit, synth, train_frontend
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog=PROG, description=__doc__)
+    add_common_arguments(parser)
+    commands = parser.add_subparsers(dest="command", required=True)  # OneLineParsers too
     for module in (synth, train_frontend, fit, evaluate, ablate):
         module.register(commands)
+    for command in commands.choices.values():
+        add_common_arguments(command, subcommand=True)
     return parser
 
 
-def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)  # imports every job's module, and so its packages
-        if getattr(args, "threads", None):  # process-wide, so here and not in library code
-            import torch
+def run(args: argparse.Namespace, stop) -> int | None:
+    if getattr(args, "threads", None):  # process-wide, so here and not in library code
+        import torch
 
-            torch.set_num_threads(args.threads)
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except ModuleNotFoundError as error:  # mido, onnx, ...: the [train] extras are not installed
-        print(f"{PROG}: error: the trainer needs its extras: pip install '.[train]' "
-              f"(missing module {error.name})", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as error:  # user-caused: missing files, bad arguments, bad data
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
+        torch.set_num_threads(args.threads)
+    return args.func(args)
+
+
+def main(argv=None) -> int:
+    return run_command(PROG, build_parser, run, argv, EXTRAS)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
+import logging
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +38,8 @@ from mmgat.model.graph import build_graph
 from mmgat.model.labels import CLASSES, NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.serving import LatestPerSecond, served_windows
 from mmgat.model.train.progress import track
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 CACHE_DIR = ".mmgat-cache"
@@ -224,7 +226,7 @@ def cached_instances(directory, paths: list[str], input_kind: str = "embedding",
             if frontend_file is None and input_kind == "embedding" and expected_fingerprint is None:
                 raise DamagedCache(f"{error}; rebuild it with the frontend that made it "
                                    "(--frontend FILE --rebuild-cache)") from None
-            warnings.warn(f"{error}; rebuilding it")
+            log.warning("%s; rebuilding it", error)
             return cached_instances(directory, paths, input_kind, frontend_file, True, device,
                                     expected_fingerprint)
         wanted = expected_fingerprint

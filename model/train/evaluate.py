@@ -21,7 +21,7 @@ import numpy as np
 
 import torch
 
-from mmgat.export.runtime import MMGATSession, frontend_path_for
+from mmgat.stream.runtime import MMGATSession, frontend_path_for
 from mmgat.model.frontend import AUDIOSET, default_device
 from mmgat.model.labels import CLASSES, GROUPS
 from mmgat.model.train.data import (SPLITS, load_data, masked_group_targets, predict_clips,

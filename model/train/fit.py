@@ -30,6 +30,7 @@ history, elapsed), rng.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,6 +50,8 @@ from mmgat.model.train.losses import LossSwitches, MMGATLoss
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 from mmgat.model.train.text import label_embeddings
 from mmgat.model.train.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 LAST_FILE = "last.pt"
@@ -172,9 +175,7 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
     options, out = FitOptions.from_kwargs(kwargs), Path(out)
     last = load_checkpoint(out / LAST_FILE)[1] if options.resume else None
     if last is not None:
-        known = {f.name for f in fields(FitOptions)}  # older runs may record retired options
-        options = FitOptions(**{**{k: v for k, v in last["options"].items() if k in known},
-                                **{k: getattr(options, k) for k in RESUMABLE}})
+        options = resumed_options(options, last)
     device = torch.device(options.device) if options.device else default_device()
     if clips is None:
         clips = load_data(data, options.input, options.frontend, options.rebuild_cache, device)
@@ -182,82 +183,102 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
     if not len(train) or not len(val):
         raise ValueError(f"{data}: {len(train)} training and {len(val)} validation clips; "
                          "need both")
-    embeddings, encoder = None, None
-    if options.label_embeddings:
-        embeddings, encoder = text or label_embeddings(options.clip_weights)
-        embeddings = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
-
-    torch.manual_seed(options.seed)
-    rng = np.random.Generator(np.random.PCG64(options.seed))
-    config = model_config(options, clips.input_dim,
-                          None if embeddings is None else embeddings.shape[1])
-    model = MMGAT(config, embeddings).to(device)
-    switches = LossSwitches(center=options.center, node=options.node_loss)
-    loss_fn = MMGATLoss(config.hidden, switches).to(device)
-    optimizer = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()], lr=options.lr,
-                                  weight_decay=options.weight_decay)
-    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
-             "elapsed": 0.0}
+    run = TrainingRun(str(data), clips, options, text, device)
     if last is not None:
-        model.load_state_dict(last["state_dict"])
-        loss_fn.load_state_dict(last["loss_state"])
-        optimizer.load_state_dict(last["optimizer"])
-        state = last["state"]
-        restore_rng(rng, last["rng"])
-
-    def described(metrics, thresholds) -> dict:
-        """Everything a checkpoint holds besides the model itself."""
-        return {
-            "classes": list(CLASSES), "groups": list(GROUPS), **thresholds,
-            "text_encoder": encoder, "frontend": dict(clips.frontend),
-            "window": options.window, "hop": 1.0,
-            "training": {"data": str(data), **clips.summary(), "seed": options.seed,
-                         "epochs": state["epoch"], "best_epoch": state["best_epoch"],
-                         "seconds_elapsed": round(state["elapsed"], 1), "device": str(device),
-                         "torch": str(torch.__version__), "options": asdict(options)},
-            "metrics": metrics,
-        }
-
+        run.restore(last)
     columns = (*Progress.get_default_columns(), TextColumn("{task.fields[status]}"))
     with progress_bar(*columns, disable=not options.progress) as progress:
-        epochs = progress.add_task("epochs", total=options.epochs, completed=state["epoch"],
+        epochs = progress.add_task("epochs", total=options.epochs, completed=run.state["epoch"],
                                    status="")
-        while state["epoch"] < options.epochs and state["bad_epochs"] < options.patience:
-            started = time.perf_counter()
-            losses = train_epoch(model, loss_fn, optimizer, train, options, device, rng, progress)
-            metrics, thresholds = validate(model, val, options.window, device)
-            state["epoch"] += 1
-            state["elapsed"] += time.perf_counter() - started
-            state["history"].append({"epoch": state["epoch"], "loss": losses,
-                                     **{k: metrics[k] for k in ("f1_micro", "f1_macro", "map")}})
-            if metrics["f1_micro"] > state["best_f1"]:
-                state.update(best_f1=metrics["f1_micro"], best_epoch=state["epoch"], bad_epochs=0)
-                save_atomically(out / MODEL_FILE, model, **described(metrics, thresholds))
-            else:
-                state["bad_epochs"] += 1
-            save_atomically(out / LAST_FILE, model,
-                            **described(metrics, thresholds),
-                            options=asdict(options), loss_state=loss_fn.state_dict(),
-                            optimizer=optimizer.state_dict(), state=state, rng=rng_state(rng))
-            progress.update(epochs, advance=1, status=(
-                f"loss {sum(losses.values()):.3f}  val F1 micro {metrics['f1_micro']:.3f}  "
-                f"best {state['best_f1']:.3f} (epoch {state['best_epoch']})"))
-
+        while run.state["epoch"] < options.epochs and run.state["bad_epochs"] < options.patience:
+            status = run.epoch(train, val, out, progress)
+            progress.update(epochs, advance=1, status=status)
     best = load_checkpoint(out / MODEL_FILE)[1]
-    summary = {"checkpoint": str(out / MODEL_FILE), "best_epoch": state["best_epoch"],
-               "epochs": state["epoch"], "val": best["metrics"], "history": state["history"],
+    summary = {"checkpoint": str(out / MODEL_FILE), "best_epoch": run.state["best_epoch"],
+               "epochs": run.state["epoch"], "val": best["metrics"], "history": run.state["history"],
                "training": best["training"]}
     (out / METRICS_FILE).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def resumed_options(options: FitOptions, last: dict) -> FitOptions:
+    """A resumed run's options: those of last.pt, but RESUMABLE ones from the command line."""
+    known = {f.name for f in fields(FitOptions)}  # older runs may record retired options
+    return FitOptions(**{**{k: v for k, v in last["options"].items() if k in known},
+                         **{k: getattr(options, k) for k in RESUMABLE}})
+
+
+class TrainingRun:
+    """One fit's model, loss, optimizer, RNG and loop state, and its checkpoints."""
+
+    def __init__(self, data: str, clips: ClipSet, options: FitOptions, text: tuple | None, device):
+        self.data, self.clips, self.options, self.device = data, clips, options, device
+        embeddings, self.encoder = None, None
+        if options.label_embeddings:
+            embeddings, self.encoder = text or label_embeddings(options.clip_weights)
+            embeddings = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+        torch.manual_seed(options.seed)
+        self.rng = np.random.Generator(np.random.PCG64(options.seed))
+        config = model_config(options, clips.input_dim, None if embeddings is None else embeddings.shape[1])
+        self.model = MMGAT(config, embeddings).to(device)
+        switches = LossSwitches(center=options.center, node=options.node_loss)
+        self.loss_fn = MMGATLoss(config.hidden, switches).to(device)
+        self.optimizer = torch.optim.AdamW([*self.model.parameters(), *self.loss_fn.parameters()],
+                                           lr=options.lr, weight_decay=options.weight_decay)
+        self.state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
+                      "elapsed": 0.0}
+
+    def restore(self, last: dict) -> None:
+        self.model.load_state_dict(last["state_dict"])
+        self.loss_fn.load_state_dict(last["loss_state"])
+        self.optimizer.load_state_dict(last["optimizer"])
+        self.state = last["state"]
+        restore_rng(self.rng, last["rng"])
+
+    def epoch(self, train: ClipSet, val: ClipSet, out: Path, progress) -> str:
+        """Train one epoch, validate, write last.pt (and model.pt when validation F1 rose);
+        returns a status line."""
+        state, started = self.state, time.perf_counter()
+        losses = train_epoch(self.model, self.loss_fn, self.optimizer, train, self.options, self.device,
+                             self.rng, progress)
+        metrics, thresholds = validate(self.model, val, self.options.window, self.device)
+        state["epoch"] += 1
+        state["elapsed"] += time.perf_counter() - started
+        state["history"].append({"epoch": state["epoch"], "loss": losses,
+                                 **{k: metrics[k] for k in ("f1_micro", "f1_macro", "map")}})
+        if metrics["f1_micro"] > state["best_f1"]:
+            state.update(best_f1=metrics["f1_micro"], best_epoch=state["epoch"], bad_epochs=0)
+            save_atomically(out / MODEL_FILE, self.model, **self.described(metrics, thresholds))
+        else:
+            state["bad_epochs"] += 1
+        save_atomically(out / LAST_FILE, self.model, **self.described(metrics, thresholds),
+                        options=asdict(self.options), loss_state=self.loss_fn.state_dict(),
+                        optimizer=self.optimizer.state_dict(), state=state, rng=rng_state(self.rng))
+        return (f"loss {sum(losses.values()):.3f}  val F1 micro {metrics['f1_micro']:.3f}  "
+                f"best {state['best_f1']:.3f} (epoch {state['best_epoch']})")
+
+    def described(self, metrics: dict, thresholds: dict) -> dict:
+        """Everything a checkpoint holds besides the model itself."""
+        options, state = self.options, self.state
+        return {
+            "classes": list(CLASSES), "groups": list(GROUPS), **thresholds,
+            "text_encoder": self.encoder, "frontend": dict(self.clips.frontend),
+            "window": options.window, "hop": 1.0,
+            "training": {"data": self.data, **self.clips.summary(), "seed": options.seed,
+                         "epochs": state["epoch"], "best_epoch": state["best_epoch"],
+                         "seconds_elapsed": round(state["elapsed"], 1), "device": str(self.device),
+                         "torch": str(torch.__version__), "options": asdict(options)},
+            "metrics": metrics,
+        }
 
 
 def run(args) -> int:
     options = {f.name: getattr(args, f.name) for f in fields(FitOptions) if hasattr(args, f.name)}
     summary = fit(args.data, args.out, **options)
     val = summary["val"]
-    print(f"best epoch {summary['best_epoch']}/{summary['epochs']}: val f1_micro "
-          f"{val['f1_micro']:.3f} f1_macro {val['f1_macro']:.3f} mAP {val['map']:.3f} -> "
-          f"{summary['checkpoint']}")
+    log.info("best epoch %d/%d: val f1_micro %.3f f1_macro %.3f mAP %.3f -> %s",
+             summary["best_epoch"], summary["epochs"], val["f1_micro"], val["f1_macro"], val["map"],
+             summary["checkpoint"])
     return 0
 
 

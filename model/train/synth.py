@@ -21,10 +21,10 @@ is refused.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,8 @@ from mmgat.model.train.planning import SoundFont, clip_seed
 from mmgat.model.train.progress import progress_bar
 from mmgat.model.train.render import manifest_record, render_clip
 from mmgat.model.train.singing import ESPEAK, espeak_version
+
+log = logging.getLogger(__name__)
 
 # The training SoundFonts; every other SoundFont is kept for evaluation.
 DEFAULT_SOUNDFONTS = (
@@ -173,8 +175,7 @@ def resolve_soundfonts(given: list[Path] | None) -> tuple[Path, ...]:
                           f"csound-soundfont opl3-soundfont, set ${SOUNDFONT_PATH_VARIABLE}, or pass "
                           "--soundfont")
         for name in (name for name, path in found.items() if path is None):
-            print(f"mmgat-train synth: warning: {name} is missing; rendering without it",
-                  file=sys.stderr)
+            log.warning("%s is missing; rendering without it", name)
     for path in paths:
         check_soundfont(path)
     return paths
@@ -205,8 +206,7 @@ def run(args) -> int:
     soundfonts = resolve_soundfonts(args.soundfont)
     espeak = espeak_version()
     if espeak is None:
-        print(f"mmgat-train synth: warning: {ESPEAK} not found; voice uses SoundFont voices only",
-              file=sys.stderr)
+        log.warning("%s not found; voice uses SoundFont voices only", ESPEAK)
     out = Path(args.out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     config = RunConfig(out, soundfonts, args.min_s, args.max_s, classes, espeak is not None)

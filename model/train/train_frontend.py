@@ -27,8 +27,8 @@ trains at once.
 from __future__ import annotations
 
 import json
+import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,8 @@ from mmgat.model.train.data import (cache_path, cached_instances, read_manifest,
                                     second_targets_of, synth_split)
 from mmgat.model.train.metrics import f1_scores
 from mmgat.model.train.progress import progress_bar, track
+
+log = logging.getLogger(__name__)
 
 BATCH = 64
 EVAL_BATCH = 256
@@ -83,7 +85,7 @@ def logmel_cache(data, entries: list[dict]) -> tuple[np.ndarray, np.ndarray, np.
         except (OSError, ValueError, KeyError):
             damaged = True
         if damaged:  # e.g. truncated by a full disk: rebuilt, never read in part
-            warnings.warn(f"{array_path} is damaged; rebuilding it")
+            log.warning("%s is damaged; rebuilding it", array_path)
         elif index["paths"] == paths:
             return (examples, np.asarray(index["targets"], np.float32),
                     np.asarray(index["clip"], np.int64))
@@ -335,8 +337,10 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
                     best = score
                     best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 checkpoint()
-                bar.console.print(f"step {step}/{total_steps}  loss {loss:.3f}  "  # a log line
-                                  f"val F1 {score:.3f} (best {best:.3f})  {spent / 60:.1f} min")
+                if log.isEnabledFor(logging.INFO):  # an info line: -q hides it
+                    bar.console.print(  # the bar's console: above the live bar, not through it
+                        f"step {step}/{total_steps}  loss {loss:.3f}  val F1 {score:.3f} "
+                        f"(best {best:.3f})  {spent / 60:.1f} min")
             rate = BATCH * (step - first_step) / max(now - started, 1e-9)
             bar.update(task, completed=step, description=(
                 f"training the frontend  loss {loss:.3f}  {rate:.0f} ex/s  val F1 {best:.3f}"))
@@ -367,11 +371,11 @@ def run(args) -> int:
     result = train_frontend(args.data, Path(args.out), args.seed, args.epochs, args.minutes,
                             args.resume, args.init, args.max_clips, args.lr)
     if not result["done"]:
-        print(f"stopped at step {result['steps']} of {result['total_steps']} (per-second val F1 "
-              f"micro {result['val_f1_micro_per_second']:.3f}); continue with --resume")
+        log.info("stopped at step %d of %d (per-second val F1 micro %.3f); continue with --resume",
+                 result["steps"], result["total_steps"], result["val_f1_micro_per_second"])
         return 0
-    print(f"wrote {result['file']} (fingerprint {result['fingerprint']}); per-second val F1 "
-          f"micro {result['val_f1_micro_per_second']:.3f}")
+    log.info("wrote %s (fingerprint %s); per-second val F1 micro %.3f", result["file"],
+             result["fingerprint"], result["val_f1_micro_per_second"])
     return 0
 
 

@@ -1,80 +1,26 @@
-"""Load an exported MMGAT artifact and score windows with ONNX Runtime (CUDA EP -> CPU).
-
-An artifact is `NAME.onnx` with its metadata inside (JSON under the `mmgat` key) and
-`NAME.onnx.sha256` beside it; the frontend file it was trained on lies beside it too, and is
-accepted only when its fingerprint matches the metadata.
+"""The inference runtime of `mmgat-live`, `mmgat-tag` and evaluation: an exported MMGAT artifact
+(export/artifact.py) scored with ONNX Runtime (CUDA EP -> CPU), paired with the frontend file
+it names, which must lie beside it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from mmgat.export.artifact import (INPUTS, METADATA_KEY, OUTPUTS, ModelError, check_metadata,
+                                   graph_settings, sha256_bytes)
 from mmgat.model.frontend import ASSETS, Frontend, default_device, load_frontend, serving_precision
-from mmgat.model.graph import SIMILARITIES
-from mmgat.model.labels import CLASSES, GROUPS
 
 DEFAULT_MODEL = ASSETS / "mmgat.onnx"
-METADATA_KEY = "mmgat"
-INPUTS = ("nodes", "weights", "scale_masks", "node_mask")
-OUTPUTS = ("probs", "group_probs", "node_probs")
-REQUIRED_METADATA = ("classes", "groups", "thresholds", "group_thresholds", "second_thresholds",
-                     "window", "hop",
-                     "neighbours", "frontend_name", "frontend_fingerprint", "frontend_file",
-                     "text_encoder", "version", "training")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
-
-
-class ModelError(ValueError):
-    """An artifact that cannot be used: missing, corrupt, or not matching its frontend."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def choose_providers(cpu: bool, available: list[str]) -> list[str]:
     """CUDA first when onnxruntime-gpu sees a GPU and the user did not ask for CPU."""
     return [CUDA, CPU] if CUDA in available and not cpu else [CPU]
-
-
-def check_metadata(metadata: dict, source) -> dict:
-    missing = [key for key in REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
-    if tuple(metadata["classes"]) != CLASSES or tuple(metadata["groups"]) != GROUPS:
-        raise ModelError(f"{source}: its class list differs from this version's")
-    for key, names in (("thresholds", CLASSES), ("second_thresholds", CLASSES),
-                       ("group_thresholds", GROUPS)):
-        values = metadata[key]
-        if not (isinstance(values, list) and len(values) == len(names)
-                and all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values)):
-            raise ModelError(f"{source}: its {key} are not {len(names)} numbers in [0, 1]")
-    graph_settings(metadata, source)
-    return metadata
-
-
-def graph_settings(metadata: dict, source) -> dict:
-    """How the model's instance graphs must be built: InstanceGraph's `neighbours` and
-    `similarity` (artifacts from before `similarity` was recorded used cosine). The scales need
-    nothing here: the model picks its masks among the three every graph carries."""
-    similarity, neighbours = metadata.get("similarity", "cosine"), metadata["neighbours"]
-    if similarity not in SIMILARITIES:
-        raise ModelError(f"{source}: its instance graph uses similarity {similarity!r}, which this "
-                         f"version does not implement ({', '.join(SIMILARITIES)})")
-    if not isinstance(neighbours, int) or neighbours < 1:
-        raise ModelError(f"{source}: its instance graph keeps {neighbours!r} neighbours per node; "
-                         f"want a whole number >= 1")
-    return {"neighbours": neighbours, "similarity": similarity}
-
-
-def active_classes(classes, probs, thresholds) -> list[str]:
-    """What users are shown as playing: the classes whose clip probability is at or over the
-    model's threshold for it (the one rule behind `active`, the dashboard and tag labels)."""
-    return [name for name, p, threshold in zip(classes, probs, thresholds) if p >= threshold]
 
 
 class MMGATSession:
@@ -101,7 +47,7 @@ class MMGATSession:
         except Exception:
             raise ModelError(f"{self.path}: not a valid MMGAT ONNX artifact") from None
         self.metadata = check_metadata(metadata, self.path)
-        self.graph = graph_settings(self.metadata, self.path)  # StreamState / InstanceGraph keywords
+        self.graph = graph_settings(self.metadata, self.path)  # Stream / InstanceGraph keywords
         self.provider = self.session.get_providers()[0]
         self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)  # clip probs
         self.second_thresholds = np.asarray(self.metadata["second_thresholds"], dtype=np.float32)

@@ -207,6 +207,38 @@ def test_planning_is_a_pure_function_of_the_seed_and_the_settings():
     assert not any(p.voice for p in unsung)
 
 
+def test_recorded_kits_play_drums_and_cymbals_only():
+    """A recorded kit's one preset is (0, 0), GM's piano slot: pianos never come from it."""
+    kit = planning.SoundFont(Path("Black_Pearl_4_LV2.sf2"), frozenset({(0, 0)}))
+    gm = planning.SoundFont(Path("a.sf2"), frozenset(
+        patch for name in ("piano", "drums", "cymbals") for family in planning.INSTRUMENTS[name]
+        for patch in family.patches))
+    parts = [p for seed in range(60) for p in planning.plan_clip(
+        seed, [kit, gm], 10, 12, classes=("piano", "drums", "cymbals")).parts]
+    on_kit = {p.instrument for p in parts if p.soundfont == kit}
+    assert on_kit == {"drums", "cymbals"} and all(p.patch == (0, 0) for p in parts if p.soundfont == kit)
+    assert {p.instrument for p in parts if p.soundfont == gm} == {"piano", "drums", "cymbals"}
+
+
+KIT = Path("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2")
+
+
+@pytest.mark.skipif(not KIT.is_file(), reason="needs avldrums.lv2-soundfont")
+def test_a_recorded_kit_sounds_every_drum_note_the_grooves_use():
+    """Its kick is 36: the grooves' 35 is played on it, so no drum second is silent."""
+    synths = {KIT: fluidsynth.FluidSynth(KIT)}
+    try:
+        kit = planning.SoundFont(KIT, synths[KIT].presets)
+        for seed in range(6):
+            plan = planning.plan_clip(seed, [kit], 10, 10, classes=("drums",))
+            clip = render.render_plan(plan, synths)
+            part = plan.parts[0]
+            assert part.soundfont == kit
+            assert clip.part_seconds[0][part.start_s:part.end_s].all()  # every scheduled second heard
+    finally:
+        synths[KIT].close()
+
+
 def test_soundfonts_are_found_on_the_search_path(tmp_path, monkeypatch):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "FluidR3_GM.sf2").write_bytes(b"x")

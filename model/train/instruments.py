@@ -7,6 +7,8 @@ How the classes are made (README-ready):
   (they are cymbals, and AudioSet files "Hi-hat" under "Cymbal"). Both come from one
   groove per song, so they lock together when they play at the same time and can also be
   heard apart. Clap, cowbell, tambourine and other auxiliary percussion are never used.
+  Besides the GM kits, two recorded acoustic kits (Debian avldrums.lv2-soundfont: Black Pearl
+  and Red Zeppelin, multi-sampled real drums) play drums and cymbals only.
 - mandolin: General MIDI has none. Where the SoundFont has the GS "Mandolin" variation
   (bank 16, program 25: FluidR3_GM and sf_GMbank), that patch; otherwise a proxy: steel-
   or nylon-string guitar in the mandolin's register (G3-D6), played as fast tremolo (10-14
@@ -54,6 +56,11 @@ def _bank(bank: int, programs) -> tuple[Patch, ...]:
 
 
 DRUM_KITS = _bank(128, range(48))  # GM/GS kits; 48+ are orchestra and effect sets
+# Recorded kits (avldrums.lv2-soundfont): each SoundFont is one kit, its only preset (0, 0), on
+# GM note numbers but without note 35 (acoustic bass drum): their kick is 36. They play drums
+# and cymbals only, whatever their preset number says.
+KIT_SOUNDFONTS = frozenset({"Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2"})
+KIT_NOTE_MAP = {35: 36}
 MELODY = ("melody", "sustained_melody")
 
 INSTRUMENTS: dict[str, tuple[Family, ...]] = {

@@ -16,7 +16,7 @@ import numpy as np
 from mmgat.model.labels import CLASSES
 from mmgat.model.train import augment, compose
 from mmgat.model.train.fluidsynth import Patch
-from mmgat.model.train.instruments import INSTRUMENTS
+from mmgat.model.train.instruments import INSTRUMENTS, KIT_SOUNDFONTS
 from mmgat.model.train.singing import ESPEAK_VOICES, SYLLABLES
 
 PARTS_PER_CLIP = (1, 2, 3, 4, 5)
@@ -34,6 +34,11 @@ class SoundFont:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def recorded_kit(self) -> bool:
+        """A recorded drum kit (instruments.KIT_SOUNDFONTS): drums and cymbals only."""
+        return self.name in KIT_SOUNDFONTS
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,10 @@ def _choose_patch(rng, instrument, soundfonts, espeak: bool):
     order = rng.permutation(len(soundfonts))
     for index in order:
         soundfont = soundfonts[index]
+        if soundfont.recorded_kit:
+            if instrument in KIT_PARTNERS:
+                return soundfont, INSTRUMENTS[instrument][0], min(soundfont.presets)
+            continue
         options = [(family, [p for p in family.patches if p in soundfont.presets])
                    for family in INSTRUMENTS[instrument]]
         options = [(f, p) for f, p in options if p or (f.espeak and espeak)]

@@ -8,7 +8,7 @@ seconds in which the part is actually audible.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from mmgat.model.audio import SAMPLE_RATE, to_mono_16k
 from mmgat.model.labels import CLASSES, GROUPS, group_max, multi_hot
 from mmgat.model.train import augment, compose
 from mmgat.model.train.fluidsynth import RENDER_RATE, FluidSynth
+from mmgat.model.train.instruments import KIT_NOTE_MAP
 from mmgat.model.train.planning import ClipPlan, PartPlan, SoundFont, plan_clip
 from mmgat.model.train.singing import ESPEAK, espeak_register, sing
 
@@ -38,6 +39,8 @@ def render_part(part: PartPlan, song: compose.Song, duration: int,
     if part.voice is not None:
         wave = sing(notes, song, part.voice, seconds * SAMPLE_RATE, rng)
     else:
+        if part.soundfont.recorded_kit:  # the notes the kit lacks, on the ones it has
+            notes = [replace(n, pitch=KIT_NOTE_MAP.get(n.pitch, n.pitch)) for n in notes]
         midi = compose.to_midi(notes, song, part.channels_detune_cents)
         programs = {channel: part.patch for channel in sorted({n.channel for n in notes})}
         rendered = synths[part.soundfont.path].render(midi, programs, seconds * RENDER_RATE)

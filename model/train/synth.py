@@ -47,6 +47,8 @@ DEFAULT_SOUNDFONTS = (
     "FluidR3_GM.sf2",  # Debian fluid-soundfont-gm
     "sf_GMbank.sf2",  # Debian csound-soundfont
     "OPL-3_FM_128M.sf2",  # Debian opl3-soundfont
+    "Black_Pearl_4_LV2.sf2",  # Debian avldrums.lv2-soundfont: recorded kits, drums and cymbals only
+    "Red_Zeppelin_4_LV2.sf2",
 )
 DEFAULT_SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts")
 SOUNDFONT_PATH_VARIABLE = "MMGAT_SOUNDFONT_PATH"
@@ -172,7 +174,7 @@ def resolve_soundfonts(given: list[Path] | None) -> tuple[Path, ...]:
         if not paths:
             raise OSError(f"none of the training SoundFonts ({', '.join(DEFAULT_SOUNDFONTS)}) is in "
                           f"{':'.join(map(str, soundfont_dirs()))}: apt-get install fluid-soundfont-gm "
-                          f"csound-soundfont opl3-soundfont, set ${SOUNDFONT_PATH_VARIABLE}, or pass "
+                          f"csound-soundfont opl3-soundfont avldrums.lv2-soundfont, set ${SOUNDFONT_PATH_VARIABLE}, or pass "
                           "--soundfont")
         for name in (name for name, path in found.items() if path is None):
             log.warning("%s is missing; rendering without it", name)

@@ -29,7 +29,8 @@ def _fluidsynth_ready() -> bool:
 needs_fluidsynth = pytest.mark.skipif(
     not _fluidsynth_ready(),
     reason="needs libfluidsynth (apt fluidsynth) and FluidR3_GM.sf2 (apt fluid-soundfont-gm)")
-MANIFEST_KEYS = {"path", "duration", "second_labels", "clip_labels", "groups", "parts", "seed", "soundfonts"}
+MANIFEST_KEYS = {"path", "duration", "second_labels", "clip_labels", "groups", "parts", "seed", "soundfonts",
+                 "conditions"}
 PART_KEYS = {"class", "program", "bank", "soundfont", "start_s", "end_s", "gain_db", "augment"}
 
 
@@ -143,6 +144,8 @@ def test_cli_end_to_end_and_manifest_schema(runs):
     assert codes["serial"] == 0
     records = _records(out["serial"])
     assert len(records) == 3 and len(list((out["serial"] / "clips").glob("*.wav"))) == 3
+    assert json.loads((out["serial"] / "synth.json").read_text())["conditions"] == 1.0  # the default
+    assert any(record["conditions"] for record in records)  # rooms, devices, ... recorded per clip
     for record in records:
         assert set(record) == MANIFEST_KEYS
         duration = record["duration"]
@@ -207,6 +210,18 @@ def test_planning_is_a_pure_function_of_the_seed_and_the_settings():
     assert not any(p.voice for p in unsung)
 
 
+@needs_fluidsynth
+def test_without_conditions_a_run_records_none_and_sounds_drier(tmp_path, runs):
+    """--conditions 0: no key in synth.json (as runs from before them), no conditions per clip,
+    the same plans otherwise: the parts and labels of seed 7 are those of the default run."""
+    assert _synth(tmp_path, 7, 3, 1, "--conditions", "0") == 0
+    assert "conditions" not in json.loads((tmp_path / "synth.json").read_text())
+    plain, conditioned = _records(tmp_path), _records(runs[0]["serial"])
+    assert all(record["conditions"] == {} for record in plain)
+    for a, b in zip(plain, conditioned):
+        assert a["parts"] == b["parts"] and a["second_labels"] == b["second_labels"]
+
+
 def test_recorded_kits_play_drums_and_cymbals_only():
     """A recorded kit's one preset is (0, 0), GM's piano slot: pianos never come from it."""
     kit = planning.SoundFont(Path("Black_Pearl_4_LV2.sf2"), frozenset({(0, 0)}))
@@ -256,8 +271,8 @@ def test_a_missing_training_soundfont_is_a_warning_line(quiet, tmp_path, monkeyp
     assert cli.main(["synth", "--out", str(tmp_path / "out"), "--clips", "1", "--seed", "0",
                      *quiet]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        "mmgat-train: warning: sf_GMbank.sf2 is missing; rendering without it",
-        "mmgat-train: warning: OPL-3_FM_128M.sf2 is missing; rendering without it",
+        *(f"mmgat-train: warning: {name} is missing; rendering without it"
+          for name in synth.DEFAULT_SOUNDFONTS if name != "FluidR3_GM.sf2"),
         f"mmgat-train: error: {tmp_path / 'FluidR3_GM.sf2'} is not a SoundFont (SF2/SF3/DLS)"]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mmgat.model.labels import CLASSES
-from mmgat.model.train import augment, compose
+from mmgat.model.train import augment, compose, conditions
 from mmgat.model.train.fluidsynth import Patch
 from mmgat.model.train.instruments import INSTRUMENTS, KIT_SOUNDFONTS
 from mmgat.model.train.singing import ESPEAK_VOICES, SYLLABLES
@@ -65,6 +65,7 @@ class ClipPlan:
     parts: tuple[PartPlan, ...]
     mix_augment: dict
     mix_rms_dbfs: float
+    conditions: dict = field(default_factory=dict)  # conditions.draw_conditions: room, device, ...
 
 
 def clip_seed(seed: int, index: int) -> int:
@@ -73,9 +74,11 @@ def clip_seed(seed: int, index: int) -> int:
 
 
 def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
-              classes=CLASSES, attempt: int = 0, espeak: bool = False) -> ClipPlan:
+              classes=CLASSES, attempt: int = 0, espeak: bool = False,
+              conditions_chance: float = 0.0) -> ClipPlan:
     """The clip of this seed, a pure function of its arguments: `espeak` says whether the
-    voice may be sung by espeak-ng (whether it is installed, which the run records)."""
+    voice may be sung by espeak-ng (whether it is installed, which the run records);
+    `conditions_chance` scales the chances of the recording conditions (0: none)."""
     rng = np.random.default_rng([seed, attempt])
     duration = int(rng.integers(min_s, max_s + 1))
     song = compose.random_song(rng)
@@ -84,7 +87,9 @@ def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
     parts = tuple(plan_part(rng, name, start, end, soundfonts, espeak)
                   for name, (start, end) in zip(instruments, spans))
     mix = augment.draw_params(rng, 0.6, pitch=False)
-    return ClipPlan(seed, duration, song, parts, mix, round(float(rng.uniform(-26, -14)), 2))
+    level = round(float(rng.uniform(-26, -14)), 2)
+    recorded = conditions.draw_conditions(rng, conditions_chance) if conditions_chance else {}
+    return ClipPlan(seed, duration, song, parts, mix, level, recorded)
 
 
 def choose_instruments(rng, classes) -> list[str]:

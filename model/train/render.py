@@ -16,6 +16,7 @@ import numpy as np
 from mmgat.model.audio import SAMPLE_RATE, to_mono_16k
 from mmgat.model.labels import CLASSES, GROUPS, group_max, multi_hot
 from mmgat.model.train import augment, compose
+from mmgat.model.train.conditions import apply_conditions
 from mmgat.model.train.fluidsynth import RENDER_RATE, FluidSynth
 from mmgat.model.train.instruments import KIT_NOTE_MAP
 from mmgat.model.train.planning import ClipPlan, PartPlan, SoundFont, plan_clip
@@ -87,6 +88,8 @@ def render_plan(plan: ClipPlan, synths: dict[Path, FluidSynth]) -> RenderedClip:
     parts = [render_part(p, plan.song, plan.duration, synths) for p in plan.parts]
     seconds = [audible_seconds(w, p.start_s, p.end_s) for w, p in zip(parts, plan.parts)]
     mix = augment.apply(np.sum(parts, axis=0), plan.mix_augment)
+    if plan.conditions:
+        mix = apply_conditions(mix, plan.conditions)
     mix = mix * (10 ** (plan.mix_rms_dbfs / 20) / max(augment.rms(mix), 1e-9))
     peak = float(np.max(np.abs(mix)))
     if peak > 0.98:
@@ -95,11 +98,12 @@ def render_plan(plan: ClipPlan, synths: dict[Path, FluidSynth]) -> RenderedClip:
 
 
 def render_clip(seed: int, soundfonts: list[SoundFont], synths: dict[Path, FluidSynth], min_s: int,
-                max_s: int, classes=CLASSES, espeak: bool = False) -> RenderedClip:
+                max_s: int, classes=CLASSES, espeak: bool = False,
+                conditions_chance: float = 0.0) -> RenderedClip:
     """The clip of this seed; plans again (deterministically) in the rare case that some
     second ends up without an audible instrument."""
     for attempt in range(MAX_PLAN_ATTEMPTS):
-        plan = plan_clip(seed, soundfonts, min_s, max_s, classes, attempt, espeak)
+        plan = plan_clip(seed, soundfonts, min_s, max_s, classes, attempt, espeak, conditions_chance)
         clip = render_plan(plan, synths)
         if clip.second_labels.max(axis=1).all():
             return clip
@@ -123,6 +127,7 @@ def manifest_record(clip: RenderedClip, path: str) -> dict:
         "groups": [g for i, g in enumerate(GROUPS) if groups[i]],
         "parts": parts,
         "seed": clip.plan.seed,
+        "conditions": clip.plan.conditions,
         "soundfonts": sorted({p.soundfont.name for p in clip.plan.parts if p.soundfont}),
     }
 

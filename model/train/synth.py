@@ -66,6 +66,7 @@ class RunConfig:
     max_s: int
     classes: tuple[str, ...]
     espeak: bool  # whether espeak-ng sings (it is installed)
+    conditions: float  # the chance scale of the recording conditions (conditions.py); 0: none
 
 
 _worker: dict = {}  # per process: the config, its synthesizers and SoundFonts
@@ -92,7 +93,7 @@ def _render_task(task: tuple[int, int]) -> dict:
     index, seed = task
     config = _worker["config"]
     clip = render_clip(seed, _worker["soundfonts"], _worker["synths"], config.min_s, config.max_s,
-                       config.classes, config.espeak)
+                       config.classes, config.espeak, config.conditions)
     relative = clip_path(index)
     temporary = config.out / f"clips/.{index:06d}{PARTIAL_SUFFIX}"
     soundfile.write(temporary, clip.audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -141,6 +142,9 @@ def register(subparsers) -> None:
     parser.add_argument("--min-s", type=int, default=10, help="shortest clip, seconds (default 10)")
     parser.add_argument("--max-s", type=int, default=19, help="longest clip, seconds (default 19)")
     parser.add_argument("--classes", help="comma-separated subset of classes to draw from (default all)")
+    parser.add_argument("--conditions", type=float, default=1.0, metavar="P",
+                        help="recording conditions (room, device, compressor, codec: conditions.py), "
+                             "each at its chance times P, 0..1 (default 1; 0: none)")
     parser.add_argument("--workers", type=int, default=_cores(),
                         help="processes (default: all cores)")
     parser.set_defaults(func=run)
@@ -200,6 +204,8 @@ def _check_arguments(args):
         raise ValueError("need 1 <= --min-s <= --max-s")
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if not 0.0 <= args.conditions <= 1.0:
+        raise ValueError("--conditions must be in 0..1")
 
 
 def run(args) -> int:
@@ -211,12 +217,13 @@ def run(args) -> int:
         log.warning("%s not found; voice uses SoundFont voices only", ESPEAK)
     out = Path(args.out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    config = RunConfig(out, soundfonts, args.min_s, args.max_s, classes, espeak is not None)
+    config = RunConfig(out, soundfonts, args.min_s, args.max_s, classes, espeak is not None, args.conditions)
     # Everything the clips depend on: a rerun resumes only when all of it is the same.
     settings = {"seed": args.seed, "soundfonts": [p.name for p in soundfonts],
                 "soundfont_sha256": [sha256_file(p) for p in soundfonts],
                 "espeak": espeak, "min_s": args.min_s, "max_s": args.max_s,
-                "classes": list(classes)}
+                "classes": list(classes),
+                **({"conditions": args.conditions} if args.conditions else {})}  # absent: none
     records = finished_records(out, settings, args.clips)
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     tasks = [(i, clip_seed(args.seed, i)) for i in range(len(records), args.clips)]

@@ -22,11 +22,12 @@ MAX_IMAGE_ORDER = 10  # image sources: bounds the cost (~0.03 s a clip) and keep
 WALL_MARGIN_M = 0.4  # source and microphone stay this far from every wall
 SABINE_S_PER_M = 0.161  # RT60 = 0.161 s/m x volume / (surface x absorption)
 # Devices: (high-pass Hz, low-pass Hz) ranges, how many resonant peaks they add, how often.
+# Low-pass corners stay under the 8 kHz Nyquist frequency of 16 kHz audio (a hi-fi one needs none).
 DEVICES = {
     "phone": ((250.0, 450.0), (3000.0, 3800.0), 2, 0.15),  # a phone call (GSM-coded when coded)
-    "laptop": ((150.0, 350.0), (6000.0, 11000.0), 3, 0.3),  # a laptop's or webcam's microphone
-    "small_speaker": ((120.0, 300.0), (7000.0, 14000.0), 3, 0.25),  # re-recorded off a small speaker
-    "hifi": ((20.0, 60.0), (14000.0, 16000.0), 1, 0.3),  # a good microphone, a slight colour
+    "laptop": ((150.0, 350.0), (5000.0, 7500.0), 3, 0.3),  # a laptop's or webcam's microphone
+    "small_speaker": ((120.0, 300.0), (4500.0, 7500.0), 3, 0.25),  # re-recorded off a small speaker
+    "hifi": ((20.0, 60.0), None, 1, 0.3),  # a good microphone, a slight colour
 }
 
 
@@ -47,10 +48,10 @@ def draw_conditions(rng: np.random.Generator, chance: float = 1.0) -> dict:
                               "source_m": inside[0], "mic_m": inside[1]}
     if rng.random() < DEVICE_CHANCE * chance:
         name = str(rng.choice(list(DEVICES), p=[device[3] for device in DEVICES.values()]))
-        (hp_low, hp_high), (lp_low, lp_high), peaks, _ = DEVICES[name]
+        (hp_low, hp_high), lowpass, peaks, _ = DEVICES[name]
         conditions["device"] = {
             "name": name, "highpass_hz": _round(rng.uniform(hp_low, hp_high), 1),
-            "lowpass_hz": _round(rng.uniform(lp_low, lp_high), 1),
+            "lowpass_hz": None if lowpass is None else _round(rng.uniform(*lowpass), 1),
             "peaks": [{"hz": _round(np.exp(rng.uniform(np.log(300.0), np.log(6000.0))), 1),
                        "gain_db": _round(rng.uniform(-6.0, 8.0), 2), "q": _round(rng.uniform(0.7, 4.0), 2)}
                       for _ in range(int(rng.integers(0, peaks + 1)))]}
@@ -111,7 +112,8 @@ def effects(conditions: dict):
     if "device" in conditions:
         device = conditions["device"]
         board.append(pedalboard.HighpassFilter(device["highpass_hz"]))
-        board.append(pedalboard.LowpassFilter(device["lowpass_hz"]))
+        if device["lowpass_hz"] is not None:
+            board.append(pedalboard.LowpassFilter(device["lowpass_hz"]))
         for peak in device["peaks"]:
             board.append(pedalboard.PeakFilter(peak["hz"], peak["gain_db"], peak["q"]))
     if "compressor" in conditions:

@@ -222,6 +222,22 @@ def test_without_conditions_a_run_records_none_and_sounds_drier(tmp_path, runs):
         assert a["parts"] == b["parts"] and a["second_labels"] == b["second_labels"]
 
 
+@needs_fluidsynth
+def test_join_lists_every_clip_of_both_sets_through_links(runs, tmp_path, capsys):
+    from mmgat.model.train.data import load_data
+
+    sets = [runs[0]["serial"], runs[0]["other"]]  # run seeds 7 and 8
+    joined = tmp_path / "joined"
+    assert cli.main(["join", "--out", str(joined), *map(str, sets)]) == 0
+    entries = _records(joined)
+    assert [e["seed"] for e in entries] == [e["seed"] for s in sets for e in _records(s)]
+    assert all((joined / e["path"]).resolve() == (sets[int(e["path"][0])] / e["path"][2:]).resolve()
+               for e in entries)
+    assert len(load_data(joined, "mel")) == 6  # readable as one set
+    assert cli.main(["join", "--out", str(tmp_path / "twice"), str(sets[0]), str(sets[0])]) == 1
+    assert "both hold clip seed" in capsys.readouterr().err
+
+
 def test_recorded_kits_play_drums_and_cymbals_only():
     """A recorded kit's one preset is (0, 0), GM's piano slot: pianos never come from it."""
     kit = planning.SoundFont(Path("Black_Pearl_4_LV2.sf2"), frozenset({(0, 0)}))

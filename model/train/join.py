@@ -1,0 +1,52 @@
+"""`mmgat-train join --out DIR SET...`: several synthetic sets as one, without copying audio.
+
+DIR gets a link per set (`DIR/0`, `DIR/1`, ... pointing at it) and one manifest whose paths go
+through those links, in the order given. A clip keeps its split: splits hash the clip's seed,
+not its place (data.py). Clips of two sets with the same seed would be the same clip twice,
+so that is refused (sets rendered with different run seeds never share one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from mmgat.model.train.data import MANIFEST, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+def join(out, sets) -> int:
+    """Writes the joined manifest and links; returns the number of clips."""
+    out = Path(out)
+    if (out / MANIFEST).exists():
+        raise ValueError(f"{out / MANIFEST} exists; join into a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    entries, seeds = [], {}
+    for index, folder in enumerate(map(Path, sets)):
+        for entry in read_manifest(folder):
+            if entry["seed"] in seeds:
+                raise ValueError(f"{folder} and {seeds[entry['seed']]} both hold clip seed {entry['seed']}")
+            seeds[entry["seed"]] = folder
+            entries.append({**entry, "path": f"{index}/{entry['path']}"})
+    for index, folder in enumerate(map(Path, sets)):
+        os.symlink(os.path.relpath(folder.resolve(), out.resolve()), out / str(index))
+    with open(out / MANIFEST, "w") as manifest:
+        manifest.writelines(json.dumps(entry) + "\n" for entry in entries)
+    log.info("joined %d clips from %s into %s", len(entries), ", ".join(map(str, sets)), out)
+    return len(entries)
+
+
+def run(args) -> int:
+    join(args.out, args.sets)
+    return 0
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("join", help="several synthetic sets as one (no audio copied)",
+                                 description=__doc__)
+    parser.add_argument("sets", nargs="+", metavar="SET", help="synthetic set folders")
+    parser.add_argument("--out", required=True, help="the joined set's folder (new)")
+    parser.set_defaults(func=run)

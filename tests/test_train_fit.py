@@ -10,6 +10,7 @@ import torch
 from test_train_data import TEST_FINGERPRINT, one_thread, write_synthetic_set  # noqa: F401
 
 from mmgat.model.labels import CLASSES, GROUPS, NUM_CLASSES
+from mmgat.model.train.ablate import slug
 from mmgat.model.train.cli import main
 from mmgat.model.train.data import load_data
 from mmgat.model.train.evaluate import evaluate
@@ -120,6 +121,17 @@ def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path
     assert not (tmp_path / "seed-1" / "mmgat-emd" / "model.pt").exists()
     with pytest.raises(ValueError, match="unknown variants"):
         ablate(synthetic_set, tmp_path, only=["nope"])
+
+
+def test_ablate_jobs_in_processes_give_the_results_of_one_job(synthetic_set, tmp_path):
+    from mmgat.model.train.ablate import ablate
+
+    chosen = ["MMGAT_graph", "baseline: pooled embeddings + MLP"]
+    results = [ablate(synthetic_set, tmp_path / str(jobs), epochs=1, seeds=(0,), only=chosen,
+                      device="cpu", jobs=jobs, progress=False)["results"] for jobs in (1, 2)]
+    for name in chosen:
+        assert results[1][name]["f1_micro"] == pytest.approx(results[0][name]["f1_micro"], abs=1e-6)
+        assert (tmp_path / "2" / "seed-0" / slug(name) / "result.json").is_file()
 
 
 def test_baselines_stop_early_as_fit_does(synthetic_set):

@@ -118,6 +118,7 @@ def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, patien
             chosen = order[start: start + batch_size]
             yield inputs[chosen], targets[chosen], mask[chosen]
 
+    torch.manual_seed(seed)  # the initial weights are the seed's, whatever ran before
     model = PooledMLP(clips.input_dim)
 
     @torch.inference_mode()
@@ -142,6 +143,7 @@ def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, pa
             chosen = order[start: start + batch_size]
             yield inputs[chosen], targets[chosen], torch.ones_like(targets[chosen], dtype=torch.bool)
 
+    torch.manual_seed(seed)  # the initial weights are the seed's, whatever ran before
     model = PooledMLP(clips.input_dim)
 
     @torch.inference_mode()
@@ -186,6 +188,7 @@ def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=
             yield (torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device),
                    torch.ones(targets.shape, dtype=torch.bool, device=device))
 
+    torch.manual_seed(seed)  # the initial weights are the seed's, whatever ran before
     model = ConvNet()
 
     @torch.inference_mode()

@@ -123,6 +123,25 @@ def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path
         ablate(synthetic_set, tmp_path, only=["nope"])
 
 
+def test_ablate_continues_a_fit_stopped_part_way_when_its_settings_are_the_same(synthetic_set, tmp_path):
+    from mmgat.model.train.ablate import ablate
+
+    def run():
+        return ablate(synthetic_set, tmp_path, epochs=2, seeds=(0,), only=["MMGAT_graph"],
+                      device="cpu", progress=False)["results"]["MMGAT_graph"]["f1_micro"]
+
+    first = run()
+    folder = tmp_path / "seed-0" / "mmgat-graph"
+    (folder / "result.json").unlink()  # as if stopped after its last epoch, before scoring
+    trained = (folder / "model.pt").stat().st_mtime_ns
+    assert run() == first and (folder / "model.pt").stat().st_mtime_ns == trained  # not retrained
+    (folder / "result.json").unlink()
+    begun = json.loads((folder / "settings.json").read_text())
+    (folder / "settings.json").write_text(json.dumps({**begun, "seed": 1}))  # another run's last.pt
+    run()
+    assert (folder / "model.pt").stat().st_mtime_ns != trained  # trained again, from the start
+
+
 def test_ablate_jobs_in_processes_give_the_results_of_one_job(synthetic_set, tmp_path):
     from mmgat.model.train.ablate import ablate
 

@@ -4,8 +4,9 @@ scored on the test split; tables in the paper's layout with mean +- sd over the 
 paper's numbers beside ours (the paper's are on OpenMIC-IRMAS, ours on whatever --data is).
 
 Each finished (seed, variant) is written to REPORT_DIR/seed-S/<variant>/result.json with its
-settings and reused by a later run with the same settings, so a long run can be stopped and
-continued over several sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars
+settings and reused by a later run with the same settings, and an MMGAT fit stopped part way
+continues from its last epoch, so a long run can be stopped and continued over several
+sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars
 in REPORT_DIR/ablation.png. `--jobs N` trains N variants at once, each in a process of its own
 with one thread: these small models use a second thread poorly (on the 2-core development
 machine one MMGAT epoch of the 20,000-clip set took 20 s on 2 threads and 27 s on 1, so two
@@ -29,7 +30,7 @@ from mmgat.model.frontend import default_device
 from mmgat.model.train import baselines
 from mmgat.model.train.data import load_data
 from mmgat.model.train.evaluate import evaluate
-from mmgat.model.train.fit import fit
+from mmgat.model.train.fit import LAST_FILE, fit
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
     tasks = []  # (seed, name, folder, settings)
     for seed in seeds:
         settings = {"data": str(data), "clips": len(embedded), "epochs": epochs, "seed": seed,
-                    "frontend": embedded.frontend["fingerprint"], "fit_options": fit_options}
+                    "frontend": embedded.frontend["fingerprint"],
+                    "fit_options": {k: v for k, v in fit_options.items() if k != "progress"}}
         tasks += [(seed, name, out / f"seed-{seed}" / slug(name), settings) for name in names]
     if jobs > 1:
         results = run_in_processes(tasks, jobs, data, frontend, device, fit_options)
@@ -127,11 +129,22 @@ def run_in_processes(tasks, jobs: int, data, frontend, device, fit_options) -> d
     return results
 
 
+def same_settings(recorded: dict | None, settings: dict) -> bool:
+    """Whether a run recorded with `recorded` is this one (progress bars change no result; runs
+    from before that was known recorded them)."""
+    if recorded is None:
+        return False
+    options = {k: v for k, v in recorded.get("fit_options", {}).items() if k != "progress"}
+    return {**recorded, "fit_options": options} == settings
+
+
 def run_variant(name, folder: Path, settings: dict, data, embedded, device, frontend,
                 fit_options) -> dict:
-    """One variant for one seed: its result, from folder/result.json when already done."""
-    done = folder / "result.json"
-    if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
+    """One variant for one seed: its result, from folder/result.json when already done. An MMGAT
+    fit stopped part way (folder/last.pt, begun with these settings: folder/settings.json)
+    continues where it stopped."""
+    done, begun = folder / "result.json", folder / "settings.json"
+    if done.is_file() and same_settings(json.loads(done.read_text()).get("settings"), settings):
         return json.loads(done.read_text())["result"]
     if name in VARIANTS:
         options = VARIANTS[name][0]
@@ -143,8 +156,12 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, device, fron
     started = time.perf_counter()
     if name in VARIANTS:
         clips = None if needs_audio else embedded  # the mel variant loads its own cache
+        resume = (folder / LAST_FILE).is_file() and begun.is_file() and \
+            same_settings(json.loads(begun.read_text()), settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        begun.write_text(json.dumps(settings, indent=2))
         fit(data, folder, clips=clips, epochs=settings["epochs"], seed=settings["seed"],
-            device=str(device), frontend=frontend, **{**fit_options, **options})
+            device=str(device), frontend=frontend, resume=resume, **{**fit_options, **options})
         report = evaluate(folder, data, "test", device, clips=clips)
     else:
         report = train_and_score(data, embedded, settings["epochs"], settings["seed"], device,

@@ -19,7 +19,6 @@ import json
 import logging
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -112,20 +111,19 @@ def _run_job(name, folder, settings, data, device, frontend, fit_options) -> dic
 
 
 def run_in_processes(tasks, jobs: int, data, frontend, device, fit_options) -> dict:
-    """The tasks in `jobs` processes (spawned: a forked torch may hang); a line as each ends."""
+    """The tasks in `jobs` processes (spawned: a forked torch may hang); a line as each ends.
+    Leaving, also on Ctrl-C, SIGTERM or a failed job, terminates the processes at once: a fit
+    cut short continues from its last epoch next time, and finished runs are on disk."""
     results = {}
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_job,
-                             initargs=(data, frontend, device)) as pool:
-        futures = {pool.submit(_run_job, name, folder, settings, data, device, frontend,
-                               fit_options): (seed, name) for seed, name, folder, settings in tasks}
-        try:
-            for future in futures:
-                results[futures[future]] = result = future.result()
-                log.info("seed %d, %s: %s", *futures[future], "skipped" if "skipped" in result
-                         else f"F1 micro {result['f1_micro']:.3f}")
-        except BaseException:  # Ctrl-C or a failed job: the finished ones are on disk already
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    with get_context("spawn").Pool(jobs, initializer=_start_job,
+                                   initargs=(data, frontend, device)) as pool:
+        pending = [((seed, name), pool.apply_async(_run_job, (name, folder, settings, data, device,
+                                                               frontend, fit_options)))
+                   for seed, name, folder, settings in tasks]
+        for key, job in pending:
+            results[key] = result = job.get()
+            log.info("seed %d, %s: %s", *key, "skipped" if "skipped" in result
+                     else f"F1 micro {result['f1_micro']:.3f}")
     return results
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmgat.model.command import UsageError
+
 DEFAULT_WINDOW = 10  # frames, when the artifact does not say
 # model.frontend.PRECISIONS, spelled here so that argument parsing need not import torch.
 FRONTEND_PRECISIONS = ("int8", "bf16", "fp32")
@@ -27,7 +29,6 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, threads_help: str = "
 
 def check_runtime_args(args) -> None:
     """Flag values that are wrong whatever the model says."""
-    from mmgat.model.command import UsageError
     from mmgat.stream.stream import check_window
 
     if args.window is not None:

@@ -24,7 +24,7 @@ import numpy as np
 from mmgat.model.audio import EMBED_DIM, FRAME_SAMPLES, SAMPLE_RATE
 from mmgat.model.graph import MAX_WINDOW, InstanceGraph
 from mmgat.stream.resample import StreamResampler
-from mmgat.stream.sources import Source
+from mmgat.stream.sources import ArraySource, Source
 
 MAX_PENDING_FRAMES = 8  # ready frames a stream may hold: bounds its audio and its batch share
 MAX_PHASES = 20  # hops per frame at most (hop >= 50 ms): bounds the graphs per stream
@@ -84,8 +84,6 @@ class Stream:
     def fed(cls, window: int, hop: int, **options) -> Stream:
         """A stream whose caller feeds it 16 kHz mono audio itself (`feed`), e.g. a program that
         already holds the audio, a benchmark pacing many streams; its source is empty."""
-        from mmgat.stream.sources import ArraySource
-
         return cls(ArraySource(np.zeros(0, np.float32), description="fed"), window, hop, **options)
 
     def _open(self, source: Source) -> None:

@@ -224,7 +224,7 @@ def test_without_conditions_a_run_records_none_and_sounds_drier(tmp_path, runs):
 
 @needs_fluidsynth
 def test_join_lists_every_clip_of_both_sets_through_links(runs, tmp_path, capsys):
-    from mmgat.model.train.data import load_data
+    from mmgat.model.train.data import load_data, synth_split
 
     sets = [runs[0]["serial"], runs[0]["other"]]  # run seeds 7 and 8
     joined = tmp_path / "joined"
@@ -236,6 +236,10 @@ def test_join_lists_every_clip_of_both_sets_through_links(runs, tmp_path, capsys
     assert len(load_data(joined, "mel")) == 6  # readable as one set
     assert cli.main(["join", "--out", str(tmp_path / "twice"), str(sets[0]), str(sets[0])]) == 1
     assert "both hold clip seed" in capsys.readouterr().err
+    train = tmp_path / "train"  # one split's clips only
+    assert cli.main(["join", "--out", str(train), "--split", "train", *map(str, sets)]) == 0
+    kept = [e["seed"] for e in entries if synth_split(e["seed"]) == "train"]
+    assert 0 < len(kept) < len(entries) and [e["seed"] for e in _records(train)] == kept
 
 
 def test_recorded_kits_play_drums_and_cymbals_only():

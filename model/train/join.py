@@ -3,7 +3,8 @@
 DIR gets a link per set (`DIR/0`, `DIR/1`, ... pointing at it) and one manifest whose paths go
 through those links, in the order given. A clip keeps its split: splits hash the clip's seed,
 not its place (data.py). Clips of two sets with the same seed would be the same clip twice,
-so that is refused (sets rendered with different run seeds never share one).
+so that is refused (sets rendered with different run seeds never share one). `--split test`
+keeps the clips of one split: e.g. a held-out set to evaluate on without embedding the rest.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import logging
 import os
 from pathlib import Path
 
-from mmgat.model.train.data import MANIFEST, read_manifest
+from mmgat.model.train.data import MANIFEST, SPLITS, read_manifest, synth_split
 
 log = logging.getLogger(__name__)
 
 
-def join(out, sets) -> int:
-    """Writes the joined manifest and links; returns the number of clips."""
+def join(out, sets, split: str | None = None) -> int:
+    """Writes the joined manifest (of one split's clips when `split` is given) and links;
+    returns the number of clips."""
     out = Path(out)
     if (out / MANIFEST).exists():
         raise ValueError(f"{out / MANIFEST} exists; join into a new folder")
@@ -30,17 +32,19 @@ def join(out, sets) -> int:
             if entry["seed"] in seeds:
                 raise ValueError(f"{folder} and {seeds[entry['seed']]} both hold clip seed {entry['seed']}")
             seeds[entry["seed"]] = folder
-            entries.append({**entry, "path": f"{index}/{entry['path']}"})
+            if split is None or synth_split(entry["seed"]) == split:
+                entries.append({**entry, "path": f"{index}/{entry['path']}"})
     for index, folder in enumerate(map(Path, sets)):
         os.symlink(os.path.relpath(folder.resolve(), out.resolve()), out / str(index))
     with open(out / MANIFEST, "w") as manifest:
         manifest.writelines(json.dumps(entry) + "\n" for entry in entries)
-    log.info("joined %d clips from %s into %s", len(entries), ", ".join(map(str, sets)), out)
+    log.info("joined %d %sclips from %s into %s", len(entries), f"{split} " if split else "",
+             ", ".join(map(str, sets)), out)
     return len(entries)
 
 
 def run(args) -> int:
-    join(args.out, args.sets)
+    join(args.out, args.sets, args.split)
     return 0
 
 
@@ -49,4 +53,5 @@ def register(commands) -> None:
                                  description=__doc__)
     parser.add_argument("sets", nargs="+", metavar="SET", help="synthetic set folders")
     parser.add_argument("--out", required=True, help="the joined set's folder (new)")
+    parser.add_argument("--split", choices=SPLITS, help="only the clips of this split")
     parser.set_defaults(func=run)

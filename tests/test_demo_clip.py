@@ -91,8 +91,8 @@ def test_records_are_mapped_to_the_last_window_holding_each_second():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the shipped model hears everything its demo clip holds but also what it "
-                   "does not (trumpet 14 s, ukulele 13 s, piano 3 s): issue 9 (recognition)")
+@pytest.mark.xfail(strict=True, reason="the shipped model hears drums in 3 of their 7 s, and trumpet (9 s) and "
+                   "piano (6 s), which the clip does not hold: issue 9 (recognition)")
 def test_the_shipped_model_hears_its_demo_clip(tmp_path, capsys):
     from mmgat.stream.runtime import MMGATSession
     from mmgat.stream.cli import main

@@ -78,7 +78,7 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
     for seed in seeds:
         settings = {"data": str(data), "clips": len(embedded), "epochs": epochs, "seed": seed,
                     "frontend": embedded.frontend["fingerprint"],
-                    "fit_options": {k: v for k, v in fit_options.items() if k != "progress"}}
+                    "fit_options": result_options(fit_options)}
         tasks += [(seed, name, out / f"seed-{seed}" / slug(name), settings) for name in names]
     if jobs > 1:
         results = run_in_processes(tasks, jobs, data, frontend, device, fit_options)
@@ -127,13 +127,17 @@ def run_in_processes(tasks, jobs: int, data, frontend, device, fit_options) -> d
     return results
 
 
+def result_options(fit_options: dict) -> dict:
+    """The fit options a result depends on: all but the progress bar's."""
+    return {k: v for k, v in fit_options.items() if k != "progress"}
+
+
 def same_settings(recorded: dict | None, settings: dict) -> bool:
-    """Whether a run recorded with `recorded` is this one (progress bars change no result; runs
-    from before that was known recorded them)."""
+    """Whether a run recorded with `recorded` is this one (runs from before the progress option
+    was known not to matter recorded it)."""
     if recorded is None:
         return False
-    options = {k: v for k, v in recorded.get("fit_options", {}).items() if k != "progress"}
-    return {**recorded, "fit_options": options} == settings
+    return {**recorded, "fit_options": result_options(recorded.get("fit_options", {}))} == settings
 
 
 def run_variant(name, folder: Path, settings: dict, data, embedded, device, frontend,
@@ -142,8 +146,9 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, device, fron
     fit stopped part way (folder/last.pt, begun with these settings: folder/settings.json)
     continues where it stopped."""
     done, begun = folder / "result.json", folder / "settings.json"
-    if done.is_file() and same_settings(json.loads(done.read_text()).get("settings"), settings):
-        return json.loads(done.read_text())["result"]
+    recorded = json.loads(done.read_text()) if done.is_file() else {}
+    if same_settings(recorded.get("settings"), settings):
+        return recorded["result"]
     if name in VARIANTS:
         options = VARIANTS[name][0]
         needs_audio = options.get("input") == "mel"

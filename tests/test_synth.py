@@ -242,6 +242,26 @@ def test_join_lists_every_clip_of_both_sets_through_links(runs, tmp_path, capsys
     assert 0 < len(kept) < len(entries) and [e["seed"] for e in _records(train)] == kept
 
 
+
+def test_join_leaves_out_every_clip_that_uses_a_soundfont(tmp_path, capsys):
+    """The training set of a leave-one-SoundFont-out run: no clip of it touches OPL3."""
+    uses = {1: ["FluidR3_GM.sf2"], 2: ["FluidR3_GM.sf2", "OPL-3_FM_128M.sf2"], 3: ["OPL-3_FM_128M.sf2"],
+            4: ["sf_GMbank.sf2", "Black_Pearl_4_LV2.sf2"]}
+    sets = [tmp_path / "a", tmp_path / "b"]
+    for folder, seeds in zip(sets, ([1, 2], [3, 4])):
+        folder.mkdir()
+        (folder / "manifest.jsonl").write_text("".join(
+            json.dumps({"path": f"clips/{seed}.wav", "seed": seed, "soundfonts": uses[seed]}) + "\n"
+            for seed in seeds))
+    loso = tmp_path / "loso"
+    assert cli.main(["join", "--out", str(loso), "--without-soundfont", "OPL-3_FM_128M.sf2", *map(str, sets)]) == 0
+    assert [(e["seed"], e["path"]) for e in _records(loso)] == [(1, "0/clips/1.wav"), (4, "1/clips/4.wav")]
+    none_left = tmp_path / "none"
+    assert cli.main(["join", "--out", str(none_left), "--without-soundfont", "FluidR3_GM.sf2",
+                     "--without-soundfont", "OPL-3_FM_128M.sf2", "--without-soundfont", "sf_GMbank.sf2",
+                     *map(str, sets)]) == 1
+    assert "no clip is left to join" in capsys.readouterr().err and not none_left.exists()
+
 def test_recorded_kits_play_drums_and_cymbals_only():
     """A recorded kit's one preset is (0, 0), GM's piano slot: pianos never come from it."""
     kit = planning.SoundFont(Path("Black_Pearl_4_LV2.sf2"), frozenset({(0, 0)}))

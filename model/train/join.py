@@ -5,6 +5,8 @@ through those links, in the order given. A clip keeps its split: splits hash the
 not its place (data.py). Clips of two sets with the same seed would be the same clip twice,
 so that is refused (sets rendered with different run seeds never share one). `--split test`
 keeps the clips of one split: e.g. a held-out set to evaluate on without embedding the rest.
+`--without-soundfont NAME` drops every clip that uses that SoundFont (a file name, e.g.
+OPL-3_FM_128M.sf2): the training set of a leave-one-SoundFont-out run.
 """
 
 from __future__ import annotations
@@ -19,21 +21,24 @@ from mmgat.model.train.data import MANIFEST, SPLITS, read_manifest, synth_split
 log = logging.getLogger(__name__)
 
 
-def join(out, sets, split: str | None = None) -> int:
-    """Writes the joined manifest (of one split's clips when `split` is given) and links;
-    returns the number of clips."""
+def join(out, sets, split: str | None = None, without_soundfonts=()) -> int:
+    """Writes the joined manifest (of one split's clips when `split` is given, of the clips
+    that use none of `without_soundfonts`) and links; returns the number of clips."""
     out = Path(out)
     if (out / MANIFEST).exists():
         raise ValueError(f"{out / MANIFEST} exists; join into a new folder")
-    out.mkdir(parents=True, exist_ok=True)
     entries, seeds = [], {}
     for index, folder in enumerate(map(Path, sets)):
         for entry in read_manifest(folder):
             if entry["seed"] in seeds:
                 raise ValueError(f"{folder} and {seeds[entry['seed']]} both hold clip seed {entry['seed']}")
             seeds[entry["seed"]] = folder
-            if split is None or synth_split(entry["seed"]) == split:
+            if ((split is None or synth_split(entry["seed"]) == split)
+                    and not set(entry["soundfonts"]) & set(without_soundfonts)):
                 entries.append({**entry, "path": f"{index}/{entry['path']}"})
+    if not entries:
+        raise ValueError("no clip is left to join")
+    out.mkdir(parents=True, exist_ok=True)
     for index, folder in enumerate(map(Path, sets)):
         os.symlink(os.path.relpath(folder.resolve(), out.resolve()), out / str(index))
     with open(out / MANIFEST, "w") as manifest:
@@ -44,7 +49,7 @@ def join(out, sets, split: str | None = None) -> int:
 
 
 def run(args) -> int:
-    join(args.out, args.sets, args.split)
+    join(args.out, args.sets, args.split, args.without_soundfont)
     return 0
 
 
@@ -54,4 +59,6 @@ def register(commands) -> None:
     parser.add_argument("sets", nargs="+", metavar="SET", help="synthetic set folders")
     parser.add_argument("--out", required=True, help="the joined set's folder (new)")
     parser.add_argument("--split", choices=SPLITS, help="only the clips of this split")
+    parser.add_argument("--without-soundfont", action="append", default=[], metavar="NAME",
+                        help="leave out every clip that uses this SoundFont file (repeatable)")
     parser.set_defaults(func=run)

@@ -242,7 +242,6 @@ def test_join_lists_every_clip_of_both_sets_through_links(runs, tmp_path, capsys
     assert 0 < len(kept) < len(entries) and [e["seed"] for e in _records(train)] == kept
 
 
-
 def test_join_leaves_out_every_clip_that_uses_a_soundfont(tmp_path, capsys):
     """The training set of a leave-one-SoundFont-out run: no clip of it touches OPL3."""
     uses = {1: ["FluidR3_GM.sf2"], 2: ["FluidR3_GM.sf2", "OPL-3_FM_128M.sf2"], 3: ["OPL-3_FM_128M.sf2"],

@@ -27,14 +27,14 @@ def join(out, sets, split: str | None = None, without_soundfonts=()) -> int:
     out = Path(out)
     if (out / MANIFEST).exists():
         raise ValueError(f"{out / MANIFEST} exists; join into a new folder")
-    entries, seeds = [], {}
+    entries, seeds, excluded = [], {}, set(without_soundfonts)
     for index, folder in enumerate(map(Path, sets)):
         for entry in read_manifest(folder):
             if entry["seed"] in seeds:
                 raise ValueError(f"{folder} and {seeds[entry['seed']]} both hold clip seed {entry['seed']}")
             seeds[entry["seed"]] = folder
             if ((split is None or synth_split(entry["seed"]) == split)
-                    and not set(entry["soundfonts"]) & set(without_soundfonts)):
+                    and not excluded & set(entry["soundfonts"])):
                 entries.append({**entry, "path": f"{index}/{entry['path']}"})
     if not entries:
         raise ValueError("no clip is left to join")

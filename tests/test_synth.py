@@ -261,6 +261,7 @@ def test_join_leaves_out_every_clip_that_uses_a_soundfont(tmp_path, capsys):
                      *map(str, sets)]) == 1
     assert "no clip is left to join" in capsys.readouterr().err and not none_left.exists()
 
+
 def test_recorded_kits_play_drums_and_cymbals_only():
     """A recorded kit's one preset is (0, 0), GM's piano slot: pianos never come from it."""
     kit = planning.SoundFont(Path("Black_Pearl_4_LV2.sf2"), frozenset({(0, 0)}))

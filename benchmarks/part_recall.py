@@ -57,9 +57,8 @@ def part_recall(model, data, split: str = "test", rebuild_cache: bool = False) -
         parts = entries[key]["parts"]
         heard = probs >= thresholds
         for part in parts:
-            seconds = slice(part["start_s"], min(part["end_s"], len(heard)))
-            hits = int(heard[seconds, CLASSES.index(part["class"])].sum())
-            played = seconds.stop - seconds.start
+            played_seconds = heard[part["start_s"]: part["end_s"], CLASSES.index(part["class"])]
+            hits, played = int(played_seconds.sum()), len(played_seconds)  # within the clip's seconds
             source = part["soundfont"].split("/")[0]  # espeak-ng's voices as one source
             for counts in (recall[part["class"]]["by_soundfont"][source],
                            recall[part["class"]]["by_mix"][mix_bucket(part, parts)]):
@@ -79,7 +78,7 @@ def show(recall: dict, kind: str) -> None:
     for column in columns:
         table.add_column(column, justify="right")
     for name, by in recall.items():
-        cells = [f"{h / n:.2f} ({n})" if (h, n) != (0, 0) else "" for h, n in
+        cells = [f"{h / n:.2f} ({n})" if n else "" for h, n in
                  (by[kind].get(column, (0, 0)) for column in columns)]
         table.add_row(name, *cells)
     Console().print(table)

@@ -90,6 +90,12 @@ def test_cli_fit_eval_and_errors(synthetic_set, tmp_path, capsys):
     assert {"f1_micro", "f1_macro", "map"} <= set(report) and set(report["per_class"]) == set(CLASSES)
     for name in ("eval.md", "eval.json", "per_class_f1.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+    eval_window = ["eval", "--model", str(tmp_path / "ckpt"), "--data", str(synthetic_set),
+                   "--json", "--device", "cpu", "--window"]
+    assert main([*eval_window, "1"]) == 0  # every second alone, as `mmgat-live --window 1`
+    assert json.loads(capsys.readouterr().out)["window"] == 1
+    assert main([*eval_window, "0"]) == 1
+    assert "error: window must be 1..64, got 0" in capsys.readouterr().err
     assert main(["fit", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
     assert "error:" in capsys.readouterr().err
 
@@ -110,7 +116,7 @@ def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path
     assert 0 <= per_second["per_second_f1_micro"] <= 1  # the localisation baseline
     table = (tmp_path / "ablation.md").read_text()
     assert "## Table 5: ablations" in table and "## Table 6: similarity measures" in table
-    assert "| MMGAT_graph |" in table and "| 0.62 | 0.62 |" in table  # the paper's beside ours
+    assert "| MMGAT_graph | 2 |" in table and "| 0.62 | 0.62 |" in table  # the paper's beside ours
     assert " ± " in table
     assert (tmp_path / "ablation.png").stat().st_size > 0
     assert json.loads((tmp_path / "ablation.json").read_text())["results"]["MMGAT-EMD"]["paper"] == [0.62, 0.61]
@@ -121,6 +127,28 @@ def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path
     assert not (tmp_path / "seed-1" / "mmgat-emd" / "model.pt").exists()
     with pytest.raises(ValueError, match="unknown variants"):
         ablate(synthetic_set, tmp_path, only=["nope"])
+
+
+def test_ablate_writes_the_tables_as_each_run_ends(synthetic_set, tmp_path, monkeypatch):
+    from mmgat.model.train import ablate as module
+
+    real_run = module.run_variant
+
+    def stopped_at_seed_1(name, folder, settings, *args):
+        if settings["seed"] == 1:
+            raise KeyboardInterrupt  # the session ends while seed 1 trains
+        return real_run(name, folder, settings, *args)
+
+    monkeypatch.setattr(module, "run_variant", stopped_at_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        module.ablate(synthetic_set, tmp_path, epochs=1, seeds=(0, 1),
+                      only=["baseline: pooled embeddings + MLP", "MMGAT-EMD"], device="cpu",
+                      progress=False)
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| baseline: pooled embeddings + MLP | 1 | 0." in table  # seed 0 only, no ± yet
+    assert "| MMGAT-EMD | 1 | 0." in table
+    summary = json.loads((tmp_path / "ablation.json").read_text())
+    assert summary["results"]["MMGAT-EMD"]["f1_micro_sd"] is None
 
 
 def test_ablate_continues_a_fit_stopped_part_way_when_its_settings_are_the_same(synthetic_set, tmp_path):

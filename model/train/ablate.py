@@ -6,11 +6,13 @@ paper's numbers beside ours (the paper's are on OpenMIC-IRMAS, ours on whatever 
 Each finished (seed, variant) is written to REPORT_DIR/seed-S/<variant>/result.json with its
 settings and reused by a later run with the same settings, and an MMGAT fit stopped part way
 continues from its last epoch, so a long run can be stopped and continued over several
-sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars
-in REPORT_DIR/ablation.png. `--jobs N` trains N variants at once, each in a process of its own
-with one thread: these small models use a second thread poorly (on the 2-core development
-machine one MMGAT epoch of the 20,000-clip set took 20 s on 2 threads and 27 s on 1, so two
-jobs finish about 1.5x as many fits an hour).
+sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars in
+REPORT_DIR/ablation.png, rewritten as each run ends (with the seeds finished so far).
+
+`--jobs N` trains N variants at once, each in a process of its own with one thread: these
+small models use a second thread poorly (on the 2-core development machine one MMGAT epoch of
+the 20,000-clip set took 20 s on 2 threads and 27 s on 1, so two jobs finish about 1.5x as
+many fits an hour).
 """
 
 from __future__ import annotations
@@ -81,19 +83,26 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
                     "fit_options": result_options(fit_options)}
         tasks += [(seed, name, out / f"seed-{seed}" / slug(name), settings) for name in names]
     if jobs > 1:
-        results = run_in_processes(tasks, jobs, data, frontend, device, fit_options)
+        finished = run_in_processes(tasks, jobs, data, frontend, device, fit_options)
     else:
-        results = {(seed, name): run_variant(name, folder, settings, data, embedded, device,
-                                             frontend, fit_options)
-                   for seed, name, folder, settings in tasks}
-    summary = {"data": str(data), "epochs": epochs, "seeds": list(seeds), "device": str(device),
-               "frontend": embedded.frontend, "data_summary": embedded.summary(),
-               "results": {name: aggregate(name, {seed: results[seed, name] for seed in seeds})
-                           for name in names}}
+        finished = (((seed, name), run_variant(name, folder, settings, data, embedded, device,
+                                                frontend, fit_options))
+                    for seed, name, folder, settings in tasks)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(summary, indent=2))
-    (out / "ablation.md").write_text(markdown(summary))
-    bar_chart(summary, out / "ablation.png")
+    results = {}
+    for (seed, name), result in finished:  # the tables follow every run as it ends
+        results[seed, name] = result
+        log.info("seed %d, %s: %s", seed, name, "skipped" if "skipped" in result
+                 else f"F1 micro {result['f1_micro']:.3f}")
+        summary = {"data": str(data), "epochs": epochs, "seeds": list(seeds),
+                   "device": str(device), "frontend": embedded.frontend,
+                   "data_summary": embedded.summary(),
+                   "results": {name: aggregate(name, {seed: results[seed, name] for seed in seeds
+                                                      if (seed, name) in results})
+                               for name in names}}
+        (out / "ablation.json").write_text(json.dumps(summary, indent=2))
+        (out / "ablation.md").write_text(markdown(summary))
+        bar_chart(summary, out / "ablation.png")
     return summary
 
 
@@ -105,26 +114,22 @@ def _start_job(data, frontend, device) -> None:
     _worker["embedded"] = load_data(data, "embedding", frontend, device=device)
 
 
-def _run_job(name, folder, settings, data, device, frontend, fit_options) -> dict:
-    return run_variant(name, folder, settings, data, _worker["embedded"], device, frontend,
-                       {**fit_options, "progress": False})  # bars of parallel jobs would mingle
+def _run_job(task) -> tuple:
+    seed, name, folder, settings, data, device, frontend, fit_options = task
+    options = {**fit_options, "progress": False}  # bars of parallel jobs would mingle
+    return (seed, name), run_variant(name, folder, settings, data, _worker["embedded"], device,
+                                     frontend, options)
 
 
-def run_in_processes(tasks, jobs: int, data, frontend, device, fit_options) -> dict:
-    """The tasks in `jobs` processes (spawned: a forked torch may hang); a line as each ends.
-    Leaving, also on Ctrl-C, SIGTERM or a failed job, terminates the processes at once: a fit
-    cut short continues from its last epoch next time, and finished runs are on disk."""
-    results = {}
+def run_in_processes(tasks, jobs: int, data, frontend, device, fit_options):
+    """Yields ((seed, name), result) of the tasks as they end, run in `jobs` processes (spawned:
+    a forked torch may hang). Leaving, also on Ctrl-C, SIGTERM or a failed job, terminates the
+    processes at once: a fit cut short continues from its last epoch next time, and finished
+    runs are on disk."""
     with get_context("spawn").Pool(jobs, initializer=_start_job,
                                    initargs=(data, frontend, device)) as pool:
-        pending = [((seed, name), pool.apply_async(_run_job, (name, folder, settings, data, device,
-                                                               frontend, fit_options)))
-                   for seed, name, folder, settings in tasks]
-        for key, job in pending:
-            results[key] = result = job.get()
-            log.info("seed %d, %s: %s", *key, "skipped" if "skipped" in result
-                     else f"F1 micro {result['f1_micro']:.3f}")
-    return results
+        yield from pool.imap_unordered(_run_job, [(*task, data, device, frontend, fit_options)
+                                                  for task in tasks])
 
 
 def result_options(fit_options: dict) -> dict:
@@ -179,11 +184,13 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, device, fron
 
 
 def aggregate(name: str, by_seed: dict) -> dict:
-    """Mean and sd (over seeds, ddof 1) of each metric, the runs, and the paper's figures."""
+    """Mean and sd (over the seeds finished so far, ddof 1) of each metric, the runs, and the
+    paper's figures."""
     paper, table = (VARIANTS[name][1:] if name in VARIANTS else BASELINES[name][1:3])
     done = {seed: r for seed, r in by_seed.items() if "skipped" not in r}
-    row = {"paper": paper, "table": table, "runs": {str(s): r for s, r in by_seed.items()}}
-    if not done:
+    row = {"paper": paper, "table": table, "runs": {str(s): r for s, r in by_seed.items()},
+           "seeds_done": len(done)}
+    if by_seed and not done:
         return {**row, "skipped": next(iter(by_seed.values()))["skipped"]}
     for metric in METRICS:
         values = [r[metric] for r in done.values() if r.get(metric) is not None]
@@ -208,20 +215,20 @@ def markdown(summary: dict) -> str:
              f"split of {clips['splits']['test']} clips), "
              f"{summary['epochs']} epochs with early stopping on validation, frontend "
              f"{summary['frontend']['name']} {summary['frontend']['fingerprint']}; mean ± sd over "
-             f"seeds {', '.join(map(str, seeds))}. Paper: OpenMIC-IRMAS (Bai et al. 2025; VGGish "
-             "frontend).", ""]
+             f"the seeds of {', '.join(map(str, seeds))} finished so far (column seeds). Paper: "
+             "OpenMIC-IRMAS (Bai et al. 2025; VGGish frontend).", ""]
     for title, tables in TABLES:
         lines += [f"## {title}", "",
-                  "| model | F1 micro | F1 macro | mAP | per-second F1 micro | paper F1 micro "
-                  "| paper F1 macro |", "|---|---|---|---|---|---|---|"]
+                  "| model | seeds | F1 micro | F1 macro | mAP | per-second F1 micro "
+                  "| paper F1 micro | paper F1 macro |", "|---|---|---|---|---|---|---|---|"]
         for name, row in summary["results"].items():
             if row["table"] not in tables:
                 continue
             paper = row["paper"] or (None, None)
             ours = ["skipped: " + row["skipped"], "-", "-", "-"] if "skipped" in row else \
                 [cell(row, metric) for metric in METRICS]
-            lines.append(f"| {name} | {' | '.join(ours)} | {number(paper[0])} | "
-                         f"{number(paper[1])} |")
+            lines.append(f"| {name} | {row['seeds_done']} | {' | '.join(ours)} | "
+                         f"{number(paper[0])} | {number(paper[1])} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -233,12 +240,12 @@ def bar_chart(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(n, r) for n, r in summary["results"].items() if "skipped" not in r]
+    rows = [(n, r) for n, r in summary["results"].items() if r.get("f1_micro") is not None]
     figure, axes = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
     positions = np.arange(len(rows))
     axes.barh(positions, [r["f1_micro"] for _, r in rows],
               xerr=[r["f1_micro_sd"] or 0 for _, r in rows], color="tab:blue", capsize=3,
-              label=f"ours (mean ± sd, {len(summary['seeds'])} seed(s))")
+              label=f"ours (mean ± sd over the seeds finished, of {len(summary['seeds'])})")
     paper = [(i, r["paper"][0]) for i, (_, r) in enumerate(rows) if r["paper"]]
     if paper:
         axes.scatter([p for _, p in paper], [i for i, _ in paper], color="tab:red", marker="|",

@@ -1,13 +1,13 @@
 """`mmgat-train eval`: paper-style scores of a checkpoint or an exported ONNX artifact.
 
-The clips are scored as users are served: the windows of the model's W seconds ending at every
-whole second (hop 1 s, shorter windows while the first W seconds fill), as mmgat-live and
-mmgat-tag score them. Clip level: a clip's probability per class is the maximum over its
-windows, thresholded with the model's own per-class thresholds (tuned on validation at training
-time; never on the evaluated set). Reports F1 micro / macro (see metrics.py), per-class F1 in
-the layout of the paper's Table 4 (one row per class, the paper's MMGAT figure beside ours) and
-mAP. Per second (where per-second labels exist): each second's node probability in the last
-window that holds it (as mmgat-tag reports per second), thresholded with the model's
+The clips are scored as users are served: the windows of the model's W seconds (or --window's)
+ending at every whole second (hop 1 s, shorter windows while the first W seconds fill), as
+mmgat-live and mmgat-tag score them. Clip level: a clip's probability per class is the maximum
+over its windows, thresholded with the model's own per-class thresholds (tuned on validation at
+training time; never on the evaluated set). Reports F1 micro / macro (see metrics.py), per-class
+F1 in the layout of the paper's Table 4 (one row per class, the paper's MMGAT figure beside
+ours) and mAP. Per second (where per-second labels exist): each second's node probability in the
+last window that holds it (as mmgat-tag reports per second), thresholded with the model's
 per-second thresholds (also tuned on validation), against the per-second labels.
 """
 
@@ -23,6 +23,7 @@ import torch
 
 from mmgat.stream.runtime import MMGATSession, frontend_path_for
 from mmgat.model.frontend import AUDIOSET, default_device
+from mmgat.model.graph import MAX_WINDOW
 from mmgat.model.labels import CLASSES, GROUPS
 from mmgat.model.train.data import (SPLITS, load_data, masked_group_targets, predict_clips,
                                     torch_scorer)
@@ -76,10 +77,15 @@ def load_model(path, device):
 
 
 def evaluate(model, data, split: str = "test", device=None, rebuild_cache: bool = False,
-             clips=None) -> dict:
-    """Score `model` on a split of `data` (synthetic DIR or OpenMIC .npz) -> report dict."""
+             clips=None, window: int | None = None) -> dict:
+    """Score `model` on a split of `data` (synthetic DIR or OpenMIC .npz) -> report dict.
+    `window`: graphs of that many seconds instead of the model's own, as `mmgat-live --window`
+    serves them (1: every second alone, no graph context)."""
+    if window is not None and not 1 <= window <= MAX_WINDOW:
+        raise ValueError(f"window must be 1..{MAX_WINDOW}, got {window}")
     device = torch.device(device) if device else default_device()
     score, config, info = load_model(model, device)
+    info["window"] = window or info["window"]
     frontend = info["frontend"]
     if clips is None:
         if Path(data).suffix == ".npz" and frontend["name"] != AUDIOSET:
@@ -211,7 +217,8 @@ def print_report(report: dict) -> None:
 
 
 def run(args) -> int:
-    report = evaluate(args.model, args.data, args.split, args.device, args.rebuild_cache)
+    report = evaluate(args.model, args.data, args.split, args.device, args.rebuild_cache,
+                      window=args.window)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -228,6 +235,8 @@ def register(commands) -> None:
     parser.add_argument("--data", required=True, help="synthetic DIR or OpenMIC .npz")
     parser.add_argument("--split", choices=SPLITS + ("all",), default="test",
                         help="'all' for held-out sets such as leave-one-SoundFont-out")
+    parser.add_argument("--window", type=int, metavar="W",
+                        help=f"graphs of W seconds (1..{MAX_WINDOW}) instead of the model's own")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", help="write eval.md, eval.json and per_class_f1.png here")
     parser.add_argument("--rebuild-cache", action="store_true")

@@ -218,3 +218,31 @@ def test_eval_of_the_exported_artifact_matches_the_checkpoint(tmp_path):
         from_checkpoint["per_second"]["f1_micro"], abs=1e-3)
     assert from_artifact["map"] == pytest.approx(from_checkpoint["map"], abs=1e-3)
     assert from_artifact["clips"] == 18
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_convnet_baseline_learns_which_band_is_loud(bf16):
+    """Class 0: energy in the low mel bands, class 1: in the high ones; bf16 (the fast path where
+    the CPU has it) learns it as fp32 does, and its logits come out float32."""
+    from mmgat.model.train.baselines import ConvNet
+    from mmgat.model.train.losses import masked_bce
+
+    torch.manual_seed(0)
+    examples = torch.randn(64, 1, 96, 64) * 0.1
+    targets = torch.zeros(64, NUM_CLASSES)
+    targets[:32, 0], targets[32:, 1] = 1, 1
+    examples[:32, :, :, :16] += 1.0
+    examples[32:, :, :, 48:] += 1.0
+    model = ConvNet(channels=(8, 16), bf16=bf16).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    mask = torch.ones_like(targets, dtype=torch.bool)
+    for _ in range(40):
+        loss = masked_bce(model(examples), targets, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.inference_mode():
+        logits = model(examples)
+    assert logits.dtype == torch.float32
+    assert (logits[:, :2].argmax(1) == targets[:, :2].argmax(1)).float().mean() > 0.95

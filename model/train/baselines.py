@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mmgat.model.audio import LogMel, load_audio, split_frames
+from mmgat.model.frontend import native_bf16
 from mmgat.model.labels import NUM_CLASSES, group_max
 from mmgat.model.train.data import ClipSet, masked_group_targets
 from mmgat.model.train.evaluate import per_second_scores, score_report
@@ -43,10 +44,13 @@ class PooledMLP(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """(B, 1, 96, 64) log-mel examples -> (B, C) logits."""
+    """(B, 1, 96, 64) log-mel examples -> (B, C) float32 logits. `bf16`: autocast with
+    channels-last weights, as the frontend trainer runs where bf16 is native (about 2.5x faster than
+    fp32 for one training step on one core of the 2-core EPYC)."""
 
-    def __init__(self, channels=CONV_CHANNELS, dropout: float = 0.3):
+    def __init__(self, channels=CONV_CHANNELS, dropout: float = 0.3, bf16: bool = False):
         super().__init__()
+        self.bf16 = bf16
         blocks, previous = [], 1
         for width in channels:
             blocks += [nn.Conv2d(previous, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
@@ -56,7 +60,9 @@ class ConvNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(previous, NUM_CLASSES))
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(examples).amax(dim=(2, 3)))
+        examples = examples.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(examples.device.type, torch.bfloat16, enabled=self.bf16):
+            return self.head(self.features(examples).amax(dim=(2, 3))).float()
 
 
 def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr: float,
@@ -189,7 +195,7 @@ def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=
                    torch.ones(targets.shape, dtype=torch.bool, device=device))
 
     torch.manual_seed(seed)  # the initial weights are the seed's, whatever ran before
-    model = ConvNet()
+    model = ConvNet(bf16=native_bf16(torch.device(device))).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def second_probs(clip_set):

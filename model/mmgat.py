@@ -11,6 +11,10 @@ Embeddings for Instrument Recognition", Signals 2025. One graph = one window of 
     node features (B, N, H) · F  ──► per-node per-class logits ──► multi-instance pooling
                                   ──► clip logits (C) ; node features ──► onset-group logits (G)
 
+With `second_readout`, the per-second outputs users read (node_logits) come from a readout of
+their own: the pooled one then only gathers evidence for the clip, the per-second one only
+localises (trained by the per-second node loss, see losses.py).
+
 Padding: graphs in a batch are padded to the same N; `node_mask` marks real nodes, and a
 padded node never changes a real output (it is excluded from attention and pooling).
 """
@@ -39,6 +43,7 @@ class MMGATConfig:
     dropout: float = 0.1
     label_embeddings: bool = True  # False: "graph only" ablation, a plain linear class head
     auxiliary: bool = True  # onset-group head (the principal-only ablation turns it off)
+    second_readout: bool = False  # per-second outputs from a readout apart from the pooled one
     similarity: str = "cosine"  # instance-graph similarity (built outside the model)
     neighbours: int = 2  # m most similar nodes kept per node when sparsifying the graph
     text_dim: int = 384
@@ -154,8 +159,19 @@ class MMGAT(nn.Module):
         if config.auxiliary:
             self.group_head = nn.Linear(hidden, config.num_groups)
         self.pool_sharpness = nn.Parameter(torch.ones(config.num_classes + config.num_groups))
+        if config.second_readout:  # registered last: older checkpoints keep their layout
+            if config.label_embeddings:
+                self.second_query = nn.Linear(hidden, hidden)
+                self.second_bias = nn.Parameter(torch.zeros(config.num_classes))
+            else:
+                self.second_head = nn.Linear(hidden, config.num_classes)
         self.register_buffer("scale_index", torch.tensor([k - 1 for k in config.scales]),
                              persistent=False)
+
+    def class_logits(self, z, query: nn.Linear, bias, label_features) -> torch.Tensor:
+        """Per-node class logits: scaled dot products of the queried nodes with the label
+        features F (C, H)."""
+        return (query(z) @ label_features.T) / self.config.hidden ** 0.5 + bias
 
     def forward(self, nodes, weights, scale_masks, node_mask) -> dict:
         """nodes (B, N, D_in), weights (B, N, N), scale_masks (B, 3, N, N) bool, node_mask (B, N)
@@ -168,12 +184,14 @@ class MMGAT(nn.Module):
         out = {}
         if self.config.label_embeddings:
             label_features, out["label_masked"], out["label_recon"] = self.labels()
-            node_logits = (self.node_query(z) @ label_features.T) / self.config.hidden ** 0.5 \
-                + self.class_bias
+            node_logits = self.class_logits(z, self.node_query, self.class_bias, label_features)
+            second_logits = node_logits if not self.config.second_readout else \
+                self.class_logits(z, self.second_query, self.second_bias, label_features)
         else:
             node_logits = self.class_head(z)
+            second_logits = self.second_head(z) if self.config.second_readout else node_logits
         classes = self.config.num_classes
-        out["node_logits"] = node_logits
+        out["node_logits"] = second_logits  # what users read per second
         out["logits"] = lse_pool(node_logits, node_mask, self.pool_sharpness[:classes])
         if self.config.auxiliary:
             out["group_logits"] = lse_pool(self.group_head(z), node_mask, self.pool_sharpness[classes:])

@@ -104,3 +104,26 @@ def test_mel_input_width():
     assert net(*graphs([3], dim=158))["logits"].shape == (1, NUM_CLASSES)
 
 
+
+
+@pytest.mark.parametrize("label_embeddings", [True, False])
+def test_second_readout_localises_apart_from_the_pooled_clip_output(label_embeddings):
+    """With a second readout, a loss on the per-second outputs reaches the graph layers and the
+    second readout but not the pooled one, and a loss on the clip output the other way round;
+    without it, the two outputs are one readout (old checkpoints load unchanged)."""
+    net = model(label_embeddings=label_embeddings, second_readout=True).train()
+    pooled = ["node_query", "class_bias"] if label_embeddings else ["class_head"]
+    second = ["second_query", "second_bias"] if label_embeddings else ["second_head"]
+
+    def touched(output):
+        net.zero_grad()
+        net(*graphs([7, 4]))[output].sum().backward()
+        return {name.split(".")[0] for name, p in net.named_parameters()
+                if p.grad is not None and p.grad.abs().sum() > 0}
+
+    per_second, clip = touched("node_logits"), touched("logits")
+    assert set(second) <= per_second and not set(pooled) & per_second and "layers" in per_second
+    assert set(pooled) <= clip and not set(second) & clip
+    plain = model(label_embeddings=label_embeddings)
+    assert not any(name.startswith("second_") for name in plain.state_dict())
+    assert list(plain.state_dict()) == [k for k in net.state_dict() if not k.startswith("second_")]

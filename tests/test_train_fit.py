@@ -200,7 +200,8 @@ def test_baselines_stop_early_as_fit_does(synthetic_set):
     assert len(epochs_run) == 4  # the best (first) epoch and three more
 
 
-def test_eval_of_the_exported_artifact_matches_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("second_readout", [False, True])
+def test_eval_of_the_exported_artifact_matches_the_checkpoint(tmp_path, second_readout):
     pytest.importorskip("onnxruntime")
     from mmgat.export.onnx import export_checkpoint
     from mmgat.model.frontend import Frontend, save_frontend, seeded_init
@@ -209,7 +210,8 @@ def test_eval_of_the_exported_artifact_matches_the_checkpoint(tmp_path):
     save_frontend(seeded_init(Frontend(), 0), frontend_file)
     data = write_synthetic_set(tmp_path / "set", {"train": 8, "val": 4, "test": 6},
                                frontend_file=frontend_file)
-    fit(data, tmp_path / "ckpt", text=random_text(), epochs=2, device="cpu", progress=False)
+    fit(data, tmp_path / "ckpt", text=random_text(), epochs=2, device="cpu", progress=False,
+        second_readout=second_readout)
     artifact = export_checkpoint(tmp_path / "ckpt", tmp_path / "artifact" / "model.onnx")
     from_checkpoint = evaluate(tmp_path / "ckpt", data, "all", "cpu")
     from_artifact = evaluate(artifact, data, "all", "cpu")

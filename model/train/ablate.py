@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 VARIANTS = {
     "MMGAT": ({}, (0.63, 0.62), "5, 6"),
     "MMGAT-paper-loss": ({"node_loss": False}, None, ""),  # without our per-second node loss
+    "MMGAT-second-readout": ({"second_readout": True}, None, ""),  # per-second outputs apart
     "MMGAT-mel-spectrogram": ({"input": "mel"}, (0.60, 0.60), "5"),
     "MMGAT-single": ({"single_scale": True}, (0.62, 0.60), "5"),
     "MMGAT-principal": ({"auxiliary": False}, (0.62, 0.60), "5"),

@@ -79,6 +79,7 @@ class FitOptions:
     auxiliary: bool = True
     center: bool = True
     node_loss: bool = True  # per-second labels supervise each node (see losses.py)
+    second_readout: bool = False  # per-second outputs from a readout of their own (mmgat.py)
     similarity: str = "cosine"
     neighbours: int = 2
     clip_weights: str | None = None  # local open_clip weights for the label text
@@ -107,6 +108,7 @@ RESUMABLE = ("epochs", "patience", "device", "progress", "resume", "rebuild_cach
 def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> MMGATConfig:
     return MMGATConfig(input_dim=input_dim, scales=(1,) if options.single_scale else (1, 2, 3),
                        label_embeddings=options.label_embeddings, auxiliary=options.auxiliary,
+                       second_readout=options.second_readout,
                        similarity=options.similarity, neighbours=options.neighbours,
                        text_dim=text_dim or MMGATConfig.text_dim, extra={"input": options.input})
 
@@ -311,6 +313,8 @@ def register(commands) -> None:
     parser.add_argument("--no-center", dest="center", action="store_false", help="no center loss")
     parser.add_argument("--no-node-loss", dest="node_loss", action="store_false",
                         help="the paper's loss only: no per-second loss on the nodes")
+    parser.add_argument("--second-readout", action="store_true",
+                        help="per-second outputs from a readout apart from the pooled clip one")
     parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
     parser.add_argument("--neighbours", type=int, default=2)
     parser.add_argument("--input", choices=INPUTS, default="embedding",

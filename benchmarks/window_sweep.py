@@ -3,10 +3,10 @@
 validation split (the model's own were tuned for its training window). Window 1 is every second
 alone, no graph context: the model as a per-second classifier.
 
-    python benchmarks/window_sweep.py MODEL DATA [--windows 1 2 3 5 10] [--json OUT.json]
+    python benchmarks/window_sweep.py DATA MODEL [MODEL ...] [--windows 1 2 3 5 10] [--json OUT]
 
-MODEL: a checkpoint dir or exported .onnx; DATA: a synthetic set (per-second labels) embedded
-with the model's frontend. Reports clip F1 micro / macro and mAP, per-second F1 micro and
+DATA: a synthetic set (per-second labels) embedded with the models' frontend; MODEL: a
+checkpoint dir or exported .onnx. Reports clip F1 micro / macro and mAP, per-second F1 micro and
 per-second mAP (threshold-free, so the windows compare without any tuning).
 """
 
@@ -61,25 +61,25 @@ def sweep(model, data, windows) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="checkpoint dir or exported .onnx")
     parser.add_argument("data", help="a synthetic data folder (per-second labels)")
+    parser.add_argument("models", nargs="+", metavar="model", help="checkpoint dir or .onnx")
     parser.add_argument("--windows", type=int, nargs="+", default=[1, 2, 3, 5, 10])
     parser.add_argument("--json", help="also write the rows and the machine here")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core, so that a training run beside it keeps the other
     try:
-        rows = sweep(args.model, args.data, args.windows)
+        sweeps = {str(model): sweep(model, args.data, args.windows) for model in args.models}
     except (OSError, ValueError) as error:
         raise SystemExit(f"window_sweep: {error}") from None
-    table = Table(title=f"{args.model} on {args.data}, test split, thresholds tuned on val")
-    for column in ("window", *COLUMNS):
-        table.add_column(column, justify="right")
-    for window, row in rows.items():
-        table.add_row(str(window), *(f"{row[column]:.3f}" for column in COLUMNS))
-    Console().print(table)
+    for model, rows in sweeps.items():
+        table = Table(title=f"{model} on {args.data}, test split, thresholds tuned on val")
+        for column in ("window", *COLUMNS):
+            table.add_column(column, justify="right")
+        for window, row in rows.items():
+            table.add_row(str(window), *(f"{row[column]:.3f}" for column in COLUMNS))
+        Console().print(table)
     if args.json:
-        report = {"model": str(args.model), "data": str(args.data), "machine": machine(),
-                  "rows": rows}
+        report = {"data": str(args.data), "machine": machine(), "models": sweeps}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 

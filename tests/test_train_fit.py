@@ -149,6 +149,12 @@ def test_ablate_writes_the_tables_as_each_run_ends(synthetic_set, tmp_path, monk
     assert "| MMGAT-EMD | 1 | 0." in table
     summary = json.loads((tmp_path / "ablation.json").read_text())
     assert summary["results"]["MMGAT-EMD"]["f1_micro_sd"] is None
+    (tmp_path / "ablation.md").unlink()
+    with pytest.raises(KeyboardInterrupt):  # stopped again at once: what is on disk is shown
+        module.ablate(synthetic_set, tmp_path, epochs=1, seeds=(1, 0),
+                      only=["baseline: pooled embeddings + MLP", "MMGAT-EMD"], device="cpu",
+                      progress=False)
+    assert "| MMGAT-EMD | 1 | 0." in (tmp_path / "ablation.md").read_text()
 
 
 def test_ablate_continues_a_fit_stopped_part_way_when_its_settings_are_the_same(synthetic_set, tmp_path):

@@ -55,6 +55,7 @@ BASELINES = {
     "baseline: per-second MLP": (baselines.per_second_mlp, None, "", False),
     "baseline: ConvNet on log-mel (Han et al.)": (baselines.convnet, (0.59, 0.51), "3", True),
 }
+RESULT_FILE = "result.json"
 METRICS = ("f1_micro", "f1_macro", "map", "per_second_f1_micro")
 # The README's tables: title, and which rows (by paper table; "" = ours only) each holds.
 TABLES = (("Table 5: ablations", ("5, 6", "5", "")), ("Table 6: similarity measures", ("5, 6", "6")),
@@ -83,6 +84,9 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
                     "frontend": embedded.frontend["fingerprint"],
                     "fit_options": result_options(fit_options)}
         tasks += [(seed, name, out / f"seed-{seed}" / slug(name), settings) for name in names]
+    results = {(seed, name): recorded for seed, name, folder, settings in tasks
+               if (recorded := recorded_result(folder, settings)) is not None}
+    tasks = [task for task in tasks if task[:2] not in results]
     if jobs > 1:
         finished = run_in_processes(tasks, jobs, data, frontend, device, fit_options)
     else:
@@ -90,11 +94,8 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
                                                 frontend, fit_options))
                     for seed, name, folder, settings in tasks)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for (seed, name), result in finished:  # the tables follow every run as it ends
-        results[seed, name] = result
-        log.info("seed %d, %s: %s", seed, name, "skipped" if "skipped" in result
-                 else f"F1 micro {result['f1_micro']:.3f}")
+
+    def write_tables() -> dict:
         summary = {"data": str(data), "epochs": epochs, "seeds": list(seeds),
                    "device": str(device), "frontend": embedded.frontend,
                    "data_summary": embedded.summary(),
@@ -104,6 +105,14 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
         (out / "ablation.json").write_text(json.dumps(summary, indent=2))
         (out / "ablation.md").write_text(markdown(summary))
         bar_chart(summary, out / "ablation.png")
+        return summary
+
+    summary = write_tables()  # what earlier runs finished
+    for (seed, name), result in finished:  # then again as every run ends
+        results[seed, name] = result
+        log.info("seed %d, %s: %s", seed, name, "skipped" if "skipped" in result
+                 else f"F1 micro {result['f1_micro']:.3f}")
+        summary = write_tables()
     return summary
 
 
@@ -146,15 +155,18 @@ def same_settings(recorded: dict | None, settings: dict) -> bool:
     return {**recorded, "fit_options": result_options(recorded.get("fit_options", {}))} == settings
 
 
+def recorded_result(folder: Path, settings: dict) -> dict | None:
+    """The result a run with these settings left in folder/result.json, if any."""
+    done = folder / RESULT_FILE
+    recorded = json.loads(done.read_text()) if done.is_file() else {}
+    return recorded["result"] if same_settings(recorded.get("settings"), settings) else None
+
+
 def run_variant(name, folder: Path, settings: dict, data, embedded, device, frontend,
                 fit_options) -> dict:
-    """One variant for one seed: its result, from folder/result.json when already done. An MMGAT
-    fit stopped part way (folder/last.pt, begun with these settings: folder/settings.json)
-    continues where it stopped."""
-    done, begun = folder / "result.json", folder / "settings.json"
-    recorded = json.loads(done.read_text()) if done.is_file() else {}
-    if same_settings(recorded.get("settings"), settings):
-        return recorded["result"]
+    """Train and score one variant for one seed; its result, also written to
+    folder/result.json. An MMGAT fit stopped part way (folder/last.pt, begun with these settings:
+    folder/settings.json) continues where it stopped."""
     if name in VARIANTS:
         options = VARIANTS[name][0]
         needs_audio = options.get("input") == "mel"
@@ -165,6 +177,7 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, device, fron
     started = time.perf_counter()
     if name in VARIANTS:
         clips = None if needs_audio else embedded  # the mel variant loads its own cache
+        begun = folder / "settings.json"
         resume = (folder / LAST_FILE).is_file() and begun.is_file() and \
             same_settings(json.loads(begun.read_text()), settings)
         folder.mkdir(parents=True, exist_ok=True)
@@ -180,7 +193,7 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, device, fron
               "per_second_f1_micro": report.get("per_second", {}).get("f1_micro"),
               "seconds": round(time.perf_counter() - started, 1)}
     folder.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps({"settings": settings, "result": result}, indent=2))
+    (folder / RESULT_FILE).write_text(json.dumps({"settings": settings, "result": result}, indent=2))
     return result
 
 

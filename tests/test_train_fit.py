@@ -274,3 +274,14 @@ def test_the_convnet_baseline_scores_clips_and_seconds_from_the_audio(tmp_path):
     report = convnet(directory, clips, epochs=2, seed=0, device="cpu")
     assert report["clips"] == 6 and 0 <= report["f1_micro"] <= 1
     assert report["per_second"]["seconds"] == sum(len(f) for f in clips.subset("test").features)
+
+
+def test_a_baseline_stopped_part_way_continues_as_if_never_stopped(synthetic_set, tmp_path):
+    from mmgat.model.train.baselines import per_second_mlp
+
+    clips = load_data(synthetic_set, "embedding", device="cpu")
+    straight = per_second_mlp(synthetic_set, clips, 4, 0, "cpu", checkpoint=tmp_path / "a.pt")
+    per_second_mlp(synthetic_set, clips, 2, 0, "cpu", checkpoint=tmp_path / "b.pt")  # stopped
+    resumed = per_second_mlp(synthetic_set, clips, 4, 0, "cpu", checkpoint=tmp_path / "b.pt")
+    assert json.dumps(resumed) == json.dumps(straight)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["epoch"] == 4

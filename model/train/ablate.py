@@ -165,7 +165,7 @@ def recorded_result(folder: Path, settings: dict) -> dict | None:
 def run_variant(name, folder: Path, settings: dict, data, embedded, device, frontend,
                 fit_options) -> dict:
     """Train and score one variant for one seed; its result, also written to
-    folder/result.json. An MMGAT fit stopped part way (folder/last.pt, begun with these settings:
+    folder/result.json. A run stopped part way (folder/last.pt, begun with these settings:
     folder/settings.json) continues where it stopped."""
     if name in VARIANTS:
         options = VARIANTS[name][0]
@@ -175,24 +175,24 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, device, fron
     if needs_audio and not Path(data).is_dir():  # OpenMIC ships features only
         return {"skipped": "needs audio"}
     started = time.perf_counter()
+    begun, last = folder / "settings.json", folder / LAST_FILE
+    if not (begun.is_file() and same_settings(json.loads(begun.read_text()), settings)):
+        last.unlink(missing_ok=True)  # another run's: start afresh
+    folder.mkdir(parents=True, exist_ok=True)
+    begun.write_text(json.dumps(settings, indent=2))
     if name in VARIANTS:
         clips = None if needs_audio else embedded  # the mel variant loads its own cache
-        begun = folder / "settings.json"
-        resume = (folder / LAST_FILE).is_file() and begun.is_file() and \
-            same_settings(json.loads(begun.read_text()), settings)
-        folder.mkdir(parents=True, exist_ok=True)
-        begun.write_text(json.dumps(settings, indent=2))
         fit(data, folder, clips=clips, epochs=settings["epochs"], seed=settings["seed"],
-            device=str(device), frontend=frontend, resume=resume, **{**fit_options, **options})
+            device=str(device), frontend=frontend, resume=last.is_file(),
+            **{**fit_options, **options})
         report = evaluate(folder, data, "test", device, clips=clips)
     else:
         report = train_and_score(data, embedded, settings["epochs"], settings["seed"], device,
-                                 patience=fit_options.get("patience"))
+                                 patience=fit_options.get("patience"), checkpoint=last)
     result = {"f1_micro": report["f1_micro"], "f1_macro": report["f1_macro"],
               "map": report["map"], "test_clips": report["clips"],
               "per_second_f1_micro": report.get("per_second", {}).get("f1_micro"),
               "seconds": round(time.perf_counter() - started, 1)}
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / RESULT_FILE).write_text(json.dumps({"settings": settings, "result": result}, indent=2))
     return result
 

@@ -28,6 +28,7 @@ from mmgat.model.frontend import native_bf16
 from mmgat.model.labels import NUM_CLASSES, group_max
 from mmgat.model.train.data import ClipSet, masked_group_targets
 from mmgat.model.train.evaluate import per_second_scores, score_report
+from mmgat.model.train.fit import restore_rng, rng_state
 from mmgat.model.train.losses import masked_bce
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 from mmgat.model.train.progress import track
@@ -69,19 +70,28 @@ class ConvNet(nn.Module):
 
 def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr: float,
                      seed: int, device, description: str, second_probs=None,
-                     patience: int | None = None) -> dict:
+                     patience: int | None = None, checkpoint: Path | None = None) -> dict:
     """Generic loop: `batches(train, rng)` yields (inputs, targets, mask) tensors on device,
     `clip_probs(clip_set)` -> (N, C) numpy; `second_probs(clip_set)`, where the model scores
     seconds, -> per clip (n_seconds, C) numpy. Stops after `patience` epochs without a better
-    val F1 micro, as MMGAT's fit does. Returns the test report of the best val epoch, with
-    per-second scores (thresholds tuned on the val seconds) when it scores seconds."""
+    val F1 micro, as MMGAT's fit does. With `checkpoint`, the loop's state is written there after
+    every epoch and a run stopped part way continues from it. Returns the test report of the
+    best val epoch, with per-second scores (thresholds tuned on the val seconds) when it scores
+    seconds."""
     torch.manual_seed(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     train, val, test = clips.subset("train"), clips.subset("val"), clips.subset("test")
-    best_f1, best_state, best_thresholds, best_epoch = -1.0, None, None, 0
-    for epoch in track(range(epochs), description=description):
+    best_f1, best_state, best_thresholds, best_epoch, start = -1.0, None, None, 0, 0
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        restore_rng(rng, saved["rng"])
+        best_f1, best_state, best_thresholds, best_epoch, start = (
+            saved[k] for k in ("best_f1", "best_state", "best_thresholds", "best_epoch", "epoch"))
+    for epoch in track(range(start, epochs), description=description):
         model.train()
         for inputs, targets, mask in batches(train, rng):
             loss = masked_bce(model(inputs), targets, mask)
@@ -97,6 +107,12 @@ def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr
             best_state = copy.deepcopy(model.state_dict())
         elif patience is not None and epoch - best_epoch >= patience:
             break
+        if checkpoint is not None:  # written aside, then renamed: a kill never leaves half a file
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": rng_state(rng), "best_f1": best_f1, "best_state": best_state,
+                        "best_thresholds": best_thresholds, "best_epoch": best_epoch,
+                        "epoch": epoch + 1}, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
     model.load_state_dict(best_state)
     model.eval()
     val_groups, group_mask = masked_group_targets(val.targets, val.label_mask)
@@ -112,7 +128,7 @@ def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr
 
 
 def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, patience=None,
-               batch_size: int = 32, lr: float = 1e-3) -> dict:
+               checkpoint=None, batch_size: int = 32, lr: float = 1e-3) -> dict:
     """Test report of the pooled MLP (`directory` unused: the instances are in `clips`)."""
     def pooled(clip_set):
         return torch.from_numpy(np.stack([f.mean(axis=0) for f in clip_set.features])).to(device)
@@ -134,11 +150,11 @@ def pooled_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, patien
         return torch.sigmoid(model(pooled(clip_set))).cpu().numpy()
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
-                            "baseline: pooled MLP", patience=patience)
+                            "baseline: pooled MLP", patience=patience, checkpoint=checkpoint)
 
 
 def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, patience=None,
-                   batch_size: int = 256, lr: float = 1e-3) -> dict:
+                   checkpoint=None, batch_size: int = 256, lr: float = 1e-3) -> dict:
     """Test report (with per-second scores) of the per-second MLP (`directory` unused)."""
     if clips.second_targets is None:
         raise ValueError("the per-second MLP needs per-second labels (a synthetic set)")
@@ -164,7 +180,7 @@ def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, pa
         return np.stack([seconds.max(axis=0) for seconds in second_probs(clip_set)])
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
-                            "baseline: per-second MLP", second_probs, patience)
+                            "baseline: per-second MLP", second_probs, patience, checkpoint)
 
 
 def log_mel_examples(directory, clips: ClipSet) -> list[np.ndarray]:
@@ -178,7 +194,7 @@ def log_mel_examples(directory, clips: ClipSet) -> list[np.ndarray]:
 
 
 def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=None,
-            batch_size: int = 64, lr: float = 1e-3) -> dict:
+            checkpoint=None, batch_size: int = 64, lr: float = 1e-3) -> dict:
     """Test report of the log-mel ConvNet trained on the audio of `directory`."""
     if clips.second_targets is None:
         raise ValueError("the ConvNet baseline needs audio with per-second labels "
@@ -208,4 +224,4 @@ def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=
         return np.stack([seconds.max(axis=0) for seconds in second_probs(clip_set)])
 
     return train_and_report(model, batches, clip_probs, clips, epochs, lr, seed, device,
-                            "baseline: ConvNet on log-mel", second_probs, patience)
+                            "baseline: ConvNet on log-mel", second_probs, patience, checkpoint)

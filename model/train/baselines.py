@@ -11,7 +11,8 @@ the epoch with the best val F1 micro kept, reported on test):
   examples with per-second labels, an epoch being one random second of every training clip (as
   an MMGAT epoch is one random crop of every clip: all 211k seconds of synth20k an epoch would
   cost 8 min of one core each); a clip's prediction is the maximum over its seconds. Needs the
-  audio (synthetic sets only).
+  audio (synthetic sets only): its log-mel examples come from the cache the frontend trainer
+  keeps (DIR/.mmgat-cache/logmel.npy), built on first use.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmgat.model.audio import LogMel, load_audio, split_frames
 from mmgat.model.frontend import native_bf16
 from mmgat.model.labels import NUM_CLASSES, group_max
-from mmgat.model.train.data import ClipSet, masked_group_targets
+from mmgat.model.train.data import ClipSet, masked_group_targets, read_manifest
 from mmgat.model.train.evaluate import per_second_scores, score_report
 from mmgat.model.train.fit import restore_rng, rng_state
 from mmgat.model.train.losses import masked_bce
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 from mmgat.model.train.progress import track
+from mmgat.model.train.train_frontend import logmel_cache
 
 CONV_CHANNELS = (16, 32, 64, 128)
 
@@ -183,14 +184,19 @@ def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, pa
                             "baseline: per-second MLP", second_probs, patience, checkpoint)
 
 
-def log_mel_examples(directory, clips: ClipSet) -> list[np.ndarray]:
-    """Per clip (n_seconds, 96, 64) float16 log-mel examples, aligned with its instances."""
-    log_mel, examples = LogMel(), []
-    for key, features in track(list(zip(clips.keys, clips.features)), description="log-mel"):
-        frames = split_frames(load_audio(Path(directory) / key))[: len(features)]
-        with torch.inference_mode():
-            examples.append(log_mel.examples(torch.from_numpy(frames))[:, 0].half().numpy())
-    return examples
+def log_mel_rows(directory, clips: ClipSet) -> dict[str, np.ndarray]:
+    """Per clip key, its (n_seconds, 96, 64) fp16 log-mel examples: views into the frontend
+    trainer's memory-mapped cache of the set (computed once, shared by every seed)."""
+    entries = read_manifest(directory)
+    examples, _, clip_of = logmel_cache(directory, entries)
+    starts = np.searchsorted(clip_of, np.arange(len(entries) + 1))
+    rows = {entry["path"]: examples[start:end]
+            for entry, start, end in zip(entries, starts[:-1], starts[1:])}
+    for key, features in zip(clips.keys, clips.features):
+        if len(rows[key]) != len(features):
+            raise ValueError(f"{key}: {len(rows[key])} log-mel seconds but {len(features)} "
+                             "instances; rebuild the caches")
+    return rows
 
 
 def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=None,
@@ -199,7 +205,7 @@ def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=
     if clips.second_targets is None:
         raise ValueError("the ConvNet baseline needs audio with per-second labels "
                          "(a synthetic set)")
-    examples = dict(zip(clips.keys, log_mel_examples(directory, clips)))
+    examples = log_mel_rows(directory, clips)
 
     def batches(train, rng):  # one random second of every clip, as fit draws one crop of each
         order = rng.permutation(len(train))

@@ -4,9 +4,9 @@ scored on the test split; tables in the paper's layout with mean +- sd over the 
 paper's numbers beside ours (the paper's are on OpenMIC-IRMAS, ours on whatever --data is).
 
 Each finished (seed, variant) is written to REPORT_DIR/seed-S/<variant>/result.json with its
-settings and reused by a later run with the same settings, and an MMGAT fit stopped part way
-continues from its last epoch, so a long run can be stopped and continued over several
-sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars in
+settings and reused by a later run with the same settings, and a run stopped part way (an MMGAT
+fit or a baseline) continues from its last epoch, so a long run can be stopped and continued
+over several sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars in
 REPORT_DIR/ablation.png, rewritten as each run ends (with the seeds finished so far).
 
 `--jobs N` trains N variants at once, each in a process of its own with one thread: these

@@ -265,7 +265,7 @@ def bar_chart(summary: dict, path: Path) -> None:
         values = [r[metric] if r[metric] is not None else np.nan for _, r in rows]
         paper = [(i, r["paper"][0]) for i, (_, r) in enumerate(rows)
                  if r["paper"] and metric == "f1_micro"]
-        low = min([v for v in values if not np.isnan(v)] + [p for _, p in paper])
+        low = min([v for v in values if not np.isnan(v)] + [p for _, p in paper], default=0.0)
         label = f"ours (mean ± sd over the seeds finished, of {len(summary['seeds'])})"
         bars = axes.barh(positions, values, xerr=[r[f"{metric}_sd"] or 0 for _, r in rows],
                          color="tab:blue", capsize=3, label=label)

@@ -49,8 +49,8 @@ class PooledMLP(nn.Module):
 
 class ConvNet(nn.Module):
     """(B, 1, 96, 64) log-mel examples -> (B, C) float32 logits. `bf16`: autocast with
-    channels-last weights, as the frontend trainer runs where bf16 is native (about 2.5x faster than
-    fp32 for one training step on one core of the 2-core EPYC)."""
+    channels-last weights, as the frontend trainer runs where bf16 is native (about 2.5x faster
+    than fp32 for one training step on one core of the 2-core EPYC)."""
 
     def __init__(self, channels=CONV_CHANNELS, dropout: float = 0.3, bf16: bool = False):
         super().__init__()

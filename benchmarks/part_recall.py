@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mmgat.model.labels import CLASSES
-from mmgat.model.train.data import SPLITS, load_data, predict_clips, read_manifest
-from mmgat.model.train.evaluate import load_model
+from mmgat.model.train.data import SPLITS, predict_clips, read_manifest
+from mmgat.model.train.evaluate import load_model, model_clips
 
 # dB below the loudest part playing at the same time -> bucket name, upper bounds ascending
 MIX_BUCKETS = ((2.0, "within 2 dB"), (4.0, "2-4 dB below"), (float("inf"), "4 dB or more below"))
@@ -45,9 +45,7 @@ def part_recall(model, data, split: str = "test", rebuild_cache: bool = False) -
     """{class: {"by_soundfont": {name: [heard, seconds]}, "by_mix": {bucket: [heard, seconds]}}}."""
     device = torch.device("cpu")
     score, config, info = load_model(model, device)
-    frontend = info["frontend"]
-    clips = load_data(data, "embedding", frontend["file"], rebuild_cache, device,
-                      expected_fingerprint=frontend["fingerprint"]).subset(split)
+    clips = model_clips(model, info, data, device, rebuild_cache).subset(split)
     entries = {entry["path"]: entry for entry in read_manifest(data)}
     _, _, second_probs = predict_clips(score, clips, info["window"], config, device)
     thresholds = np.asarray(info["second_thresholds"])

@@ -23,8 +23,8 @@ from rich.table import Table
 
 from machine import machine
 from mmgat.model.graph import MAX_WINDOW
-from mmgat.model.train.data import load_data, predict_clips
-from mmgat.model.train.evaluate import load_model
+from mmgat.model.train.data import predict_clips
+from mmgat.model.train.evaluate import load_model, model_clips
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 
 COLUMNS = ("f1_micro", "f1_macro", "map", "per_second_f1_micro", "per_second_map")
@@ -36,9 +36,7 @@ def sweep(model, data, windows) -> dict:
         raise ValueError(f"windows must be 1..{MAX_WINDOW}, got {windows}")
     device = torch.device("cpu")
     score, config, info = load_model(model, device)
-    frontend = info["frontend"]
-    clips = load_data(data, info["input"], frontend["file"], device=device,
-                      expected_fingerprint=frontend["fingerprint"])
+    clips = model_clips(model, info, data, device)
     if clips.second_targets is None:
         raise ValueError(f"{data} has no per-second labels")
     val, test = clips.subset("val"), clips.subset("test")

@@ -76,6 +76,16 @@ def load_model(path, device):
         "input": model.config.extra.get("input", "embedding")}
 
 
+def model_clips(model, info: dict, data, device, rebuild_cache: bool = False):
+    """`data` as instances of the frontend `model` was trained on (`info` from load_model)."""
+    frontend = info["frontend"]
+    if Path(data).suffix == ".npz" and frontend["name"] != AUDIOSET:
+        raise ValueError(f"{model} was trained on {frontend['name']} instances; OpenMIC holds "
+                         f"{AUDIOSET} features")
+    return load_data(data, info["input"], frontend["file"], rebuild_cache, device,
+                     expected_fingerprint=frontend["fingerprint"])
+
+
 def evaluate(model, data, split: str = "test", device=None, rebuild_cache: bool = False,
              clips=None, window: int | None = None) -> dict:
     """Score `model` on a split of `data` (synthetic DIR or OpenMIC .npz) -> report dict.
@@ -88,11 +98,7 @@ def evaluate(model, data, split: str = "test", device=None, rebuild_cache: bool 
     info["window"] = window or info["window"]
     frontend = info["frontend"]
     if clips is None:
-        if Path(data).suffix == ".npz" and frontend["name"] != AUDIOSET:
-            raise ValueError(f"{model} was trained on {frontend['name']} instances; OpenMIC holds "
-                             f"{AUDIOSET} features")
-        clips = load_data(data, info["input"], frontend["file"], rebuild_cache, device,
-                          expected_fingerprint=frontend["fingerprint"])
+        clips = model_clips(model, info, data, device, rebuild_cache)
     clips = clips.subset(split)
     if not len(clips):
         raise ValueError(f"{data} has no {split} clips")

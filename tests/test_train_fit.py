@@ -76,11 +76,11 @@ def test_resume_continues_identically(synthetic_set, tmp_path):
 
 def test_cli_fit_eval_and_errors(synthetic_set, tmp_path, capsys):
     assert main(["fit", "--data", str(synthetic_set), "--out", str(tmp_path / "ckpt"), "--epochs",
-                 "2", "--no-label-embeddings", "--no-auxiliary", "--no-center", "--device", "cpu",
-                 "--no-progress"]) == 0
+                 "2", "--no-label-embeddings", "--no-auxiliary", "--no-center", "--heads", "2",
+                 "--device", "cpu", "--no-progress"]) == 0
     _, checkpoint = load_checkpoint(tmp_path / "ckpt")
     assert checkpoint["text_encoder"] is None and checkpoint["text_embeddings"] is None
-    assert not checkpoint["config"]["auxiliary"]
+    assert not checkpoint["config"]["auxiliary"] and checkpoint["config"]["heads"] == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "mmgat-train: best epoch " in captured.err  # an info line
     assert main(["eval", "--model", str(tmp_path / "ckpt"), "--data", str(synthetic_set),
@@ -98,6 +98,9 @@ def test_cli_fit_eval_and_errors(synthetic_set, tmp_path, capsys):
     assert "error: window must be 1..64, got 0" in capsys.readouterr().err
     assert main(["fit", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
     assert "error:" in capsys.readouterr().err
+    assert main(["fit", "--data", str(synthetic_set), "--out", str(tmp_path / "x"), "--heads", "3",
+                 "--device", "cpu", "--no-progress"]) == 1
+    assert "error: hidden 128 is not divisible by heads 3" in capsys.readouterr().err
 
 
 def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path):
@@ -125,6 +128,13 @@ def test_ablate_writes_the_tables_over_seeds_and_resumes(synthetic_set, tmp_path
                    progress=False)
     assert json.dumps(again["results"]["MMGAT-EMD"]) == json.dumps(emd)
     assert not (tmp_path / "seed-1" / "mmgat-emd" / "model.pt").exists()
+    assert set(again["results"]) == set(chosen)  # the tables keep what other runs finished
+    lever = ablate(synthetic_set, tmp_path, epochs=1, seeds=(1,), only=["MMGAT-heads-1"],
+                   device="cpu", progress=False)  # a lever, for one seed
+    assert lever["seeds"] == [0, 1] and lever["results"]["MMGAT-EMD"]["seeds_done"] == 2
+    assert lever["results"]["MMGAT-heads-1"]["seeds_done"] == 1
+    assert load_checkpoint(tmp_path / "seed-1" / "mmgat-heads-1")[0].config.heads == 1
+    assert "## Heads and neighbours" in (tmp_path / "ablation.md").read_text()
     with pytest.raises(ValueError, match="unknown variants"):
         ablate(synthetic_set, tmp_path, only=["nope"])
 

@@ -7,7 +7,9 @@ Each finished (seed, variant) is written to REPORT_DIR/seed-S/<variant>/result.j
 settings and reused by a later run with the same settings, and a run stopped part way (an MMGAT
 fit or a baseline) continues from its last epoch, so a long run can be stopped and continued
 over several sessions. The tables land in REPORT_DIR/ablation.md and .json, the bars in
-REPORT_DIR/ablation.png, rewritten as each run ends (with the seeds finished so far).
+REPORT_DIR/ablation.png, rewritten as each run ends; they hold every run finished in REPORT_DIR
+with the same settings, also those of other seeds or of variants named by an earlier `--only`.
+The levers the paper fixes (heads, neighbours) run only when named in `--only`.
 
 `--jobs N` trains N variants at once, each in a process of its own with one thread: these
 small models use a second thread poorly (on the 2-core development machine one MMGAT epoch of
@@ -35,6 +37,7 @@ from mmgat.model.train.fit import LAST_FILE, fit
 
 log = logging.getLogger(__name__)
 
+SWEEP = "sweep"  # the "paper table" of the levers below
 # name -> (fit options, paper (F1 micro, F1 macro), paper table)
 VARIANTS = {
     "MMGAT": ({}, (0.63, 0.62), "5, 6"),
@@ -48,6 +51,11 @@ VARIANTS = {
     "MMGAT-Euc": ({"similarity": "euclidean"}, (0.60, 0.60), "6"),
     "MMGAT-L1": ({"similarity": "l1"}, (0.61, 0.59), "6"),
     "MMGAT-EMD": ({"similarity": "emd"}, (0.62, 0.61), "6"),
+    # levers the paper fixes, run only when named in `only` (default: 4 heads, 2 neighbours)
+    "MMGAT-heads-1": ({"heads": 1}, None, SWEEP),
+    "MMGAT-heads-8": ({"heads": 8}, None, SWEEP),
+    "MMGAT-neighbours-1": ({"neighbours": 1}, None, SWEEP),
+    "MMGAT-neighbours-4": ({"neighbours": 4}, None, SWEEP),
 }
 # name -> (train-and-score function, paper (F1 micro, F1 macro) or None, paper table, needs audio)
 BASELINES = {
@@ -59,7 +67,7 @@ RESULT_FILE = "result.json"
 METRICS = ("f1_micro", "f1_macro", "map", "per_second_f1_micro")
 # The README's tables: title, and which rows (by paper table; "" = ours only) each holds.
 TABLES = (("Table 5: ablations", ("5, 6", "5", "")), ("Table 6: similarity measures", ("5, 6", "6")),
-          ("Table 3: baselines", ("5, 6", "3", "")))
+          ("Table 3: baselines", ("5, 6", "3", "")), ("Heads and neighbours", ("5, 6", SWEEP)))
 
 
 def slug(name: str) -> str:
@@ -72,21 +80,27 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
     fit_options go to every fit. Returns the summary written to ablation.json."""
     out = Path(out)
     device = torch.device(device) if device else default_device()
-    names = [n for n in list(VARIANTS) + list(BASELINES) if not only or n in only]
-    unknown = sorted(set(only or ()) - set(VARIANTS) - set(BASELINES))
+    known = list(VARIANTS) + list(BASELINES)
+    unknown = sorted(set(only or ()) - set(known))
     if unknown:
-        raise ValueError(f"unknown variants {unknown}; known: "
-                         f"{', '.join(list(VARIANTS) + list(BASELINES))}")
+        raise ValueError(f"unknown variants {unknown}; known: {', '.join(known)}")
+    names = [n for n in known if n in only] if only else \
+        [n for n in known if paper_of(n)[1] != SWEEP]
     embedded = load_data(data, "embedding", frontend, device=device)
-    tasks = []  # (seed, name, folder, settings)
-    for seed in seeds:
+    # the tables hold these seeds and variants and every other one with a run finished in `out`
+    seeds_on_disk = {int(p.name[5:]) for p in out.glob("seed-*") if p.name[5:].isdigit()}
+    table_seeds = sorted({*seeds, *seeds_on_disk})
+    runs = []  # (seed, name, folder, settings) of every known variant and table seed
+    for seed in table_seeds:
         settings = {"data": str(data), "clips": len(embedded), "epochs": epochs, "seed": seed,
                     "frontend": embedded.frontend["fingerprint"],
                     "fit_options": result_options(fit_options)}
-        tasks += [(seed, name, out / f"seed-{seed}" / slug(name), settings) for name in names]
-    results = {(seed, name): recorded for seed, name, folder, settings in tasks
+        runs += [(seed, name, out / f"seed-{seed}" / slug(name), settings) for name in known]
+    results = {(seed, name): recorded for seed, name, folder, settings in runs
                if (recorded := recorded_result(folder, settings)) is not None}
-    tasks = [task for task in tasks if task[:2] not in results]
+    tasks = [task for task in runs if task[0] in seeds and task[1] in names
+             and task[:2] not in results]
+    rows = [n for n in known if n in names or any(name == n for _, name in results)]
     if jobs > 1:
         finished = run_in_processes(tasks, jobs, data, frontend, device, fit_options)
     else:
@@ -96,12 +110,13 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
     out.mkdir(parents=True, exist_ok=True)
 
     def write_tables() -> dict:
-        summary = {"data": str(data), "epochs": epochs, "seeds": list(seeds),
+        summary = {"data": str(data), "epochs": epochs, "seeds": table_seeds,
                    "device": str(device), "frontend": embedded.frontend,
                    "data_summary": embedded.summary(),
-                   "results": {name: aggregate(name, {seed: results[seed, name] for seed in seeds
+                   "results": {name: aggregate(name, {seed: results[seed, name]
+                                                      for seed in table_seeds
                                                       if (seed, name) in results})
-                               for name in names}}
+                               for name in rows}}
         (out / "ablation.json").write_text(json.dumps(summary, indent=2))
         (out / "ablation.md").write_text(markdown(summary))
         bar_chart(summary, out / "ablation.png")
@@ -198,10 +213,15 @@ def run_variant(name, folder: Path, settings: dict, data, embedded, device, fron
     return result
 
 
+def paper_of(name: str) -> tuple:
+    """A variant's or baseline's (paper (F1 micro, F1 macro) or None, paper table)."""
+    return VARIANTS[name][1:] if name in VARIANTS else BASELINES[name][1:3]
+
+
 def aggregate(name: str, by_seed: dict) -> dict:
     """Mean and sd (over the seeds finished so far, ddof 1) of each metric, the runs, and the
     paper's figures."""
-    paper, table = (VARIANTS[name][1:] if name in VARIANTS else BASELINES[name][1:3])
+    paper, table = paper_of(name)
     done = {seed: r for seed, r in by_seed.items() if "skipped" not in r}
     row = {"paper": paper, "table": table, "runs": {str(s): r for s, r in by_seed.items()},
            "seeds_done": len(done)}

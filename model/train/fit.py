@@ -81,7 +81,8 @@ class FitOptions:
     node_loss: bool = True  # per-second labels supervise each node (see losses.py)
     second_readout: bool = False  # per-second outputs from a readout of their own (mmgat.py)
     similarity: str = "cosine"
-    neighbours: int = 2
+    neighbours: int = MMGATConfig.neighbours
+    heads: int = MMGATConfig.heads
     clip_weights: str | None = None  # local open_clip weights for the label text
     rebuild_cache: bool = False
     resume: bool = False
@@ -110,6 +111,7 @@ def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> M
                        label_embeddings=options.label_embeddings, auxiliary=options.auxiliary,
                        second_readout=options.second_readout,
                        similarity=options.similarity, neighbours=options.neighbours,
+                       heads=options.heads,
                        text_dim=text_dim or MMGATConfig.text_dim, extra={"input": options.input})
 
 
@@ -316,7 +318,9 @@ def register(commands) -> None:
     parser.add_argument("--second-readout", action="store_true",
                         help="per-second outputs from a readout apart from the pooled clip one")
     parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
-    parser.add_argument("--neighbours", type=int, default=2)
+    parser.add_argument("--neighbours", type=int, default=FitOptions.neighbours)
+    parser.add_argument("--heads", type=int, default=FitOptions.heads,
+                        help="attention heads per scale (hidden size must divide by it)")
     parser.add_argument("--input", choices=INPUTS, default="embedding",
                         help="frontend embeddings, or per-second log-mel statistics (ablation)")
     parser.set_defaults(func=run)

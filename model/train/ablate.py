@@ -64,6 +64,7 @@ BASELINES = {
     "baseline: ConvNet on log-mel (Han et al.)": (baselines.convnet, (0.59, 0.51), "3", True),
 }
 RESULT_FILE = "result.json"
+SEED_PREFIX = "seed-"  # REPORT_DIR/seed-S holds seed S's runs
 METRICS = ("f1_micro", "f1_macro", "map", "per_second_f1_micro")
 # The README's tables: title, and which rows (by paper table; "" = ours only) each holds.
 TABLES = (("Table 5: ablations", ("5, 6", "5", "")), ("Table 6: similarity measures", ("5, 6", "6")),
@@ -88,19 +89,22 @@ def ablate(data, out, epochs: int = 30, seeds=(0,), only=None, frontend=None, de
         [n for n in known if paper_of(n)[1] != SWEEP]
     embedded = load_data(data, "embedding", frontend, device=device)
     # the tables hold these seeds and variants and every other one with a run finished in `out`
-    seeds_on_disk = {int(p.name[5:]) for p in out.glob("seed-*") if p.name[5:].isdigit()}
+    seeds_on_disk = {int(found[1]) for folder in out.glob(SEED_PREFIX + "*")
+                     if (found := re.fullmatch(SEED_PREFIX + r"(\d+)", folder.name))}
     table_seeds = sorted({*seeds, *seeds_on_disk})
     runs = []  # (seed, name, folder, settings) of every known variant and table seed
     for seed in table_seeds:
         settings = {"data": str(data), "clips": len(embedded), "epochs": epochs, "seed": seed,
                     "frontend": embedded.frontend["fingerprint"],
                     "fit_options": result_options(fit_options)}
-        runs += [(seed, name, out / f"seed-{seed}" / slug(name), settings) for name in known]
+        runs += [(seed, name, out / f"{SEED_PREFIX}{seed}" / slug(name), settings)
+                 for name in known]
     results = {(seed, name): recorded for seed, name, folder, settings in runs
                if (recorded := recorded_result(folder, settings)) is not None}
     tasks = [task for task in runs if task[0] in seeds and task[1] in names
              and task[:2] not in results]
-    rows = [n for n in known if n in names or any(name == n for _, name in results)]
+    finished_names = {name for _, name in results}
+    rows = [n for n in known if n in names or n in finished_names]
     if jobs > 1:
         finished = run_in_processes(tasks, jobs, data, frontend, device, fit_options)
     else:

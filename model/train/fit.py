@@ -80,7 +80,7 @@ class FitOptions:
     center: bool = True
     node_loss: bool = True  # per-second labels supervise each node (see losses.py)
     second_readout: bool = False  # per-second outputs from a readout of their own (mmgat.py)
-    similarity: str = "cosine"
+    similarity: str = MMGATConfig.similarity
     neighbours: int = MMGATConfig.neighbours
     heads: int = MMGATConfig.heads
     clip_weights: str | None = None  # local open_clip weights for the label text
@@ -317,7 +317,7 @@ def register(commands) -> None:
                         help="the paper's loss only: no per-second loss on the nodes")
     parser.add_argument("--second-readout", action="store_true",
                         help="per-second outputs from a readout apart from the pooled clip one")
-    parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
+    parser.add_argument("--similarity", choices=SIMILARITIES, default=FitOptions.similarity)
     parser.add_argument("--neighbours", type=int, default=FitOptions.neighbours)
     parser.add_argument("--heads", type=int, default=FitOptions.heads,
                         help="attention heads per scale (hidden size must divide by it)")

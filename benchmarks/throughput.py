@@ -3,7 +3,8 @@ time, beside the bare batched frontend forward on the same audio held in memory,
 
     python benchmarks/throughput.py FOLDER --json benchmarks/results/throughput.json [--files 200]
 
-Both run in the serving precision (or `--precision`) with `--threads` threads. Model load and the
+Both run where mmgat-tag runs (CUDA when present, unless `--cpu`), in the serving precision (or
+`--precision`), with `--threads` threads. Model load and the
 first file (numba compilation, kernel selection) are timed apart and not counted.
 Goal: mmgat-tag >= 0.9 x the bare forward.
 """
@@ -53,9 +54,10 @@ def tag(engine: LocalEngine, paths: list[str]) -> dict:
     return {"audio_s": audio, "wall_s": wall, "x_real_time": audio / wall}
 
 
-def measure(model: Path, paths: list[str], threads: int, batch: int, precision: str | None) -> dict:
+def measure(model: Path, paths: list[str], cpu: bool, threads: int, batch: int,
+            precision: str | None) -> dict:
     started = time.perf_counter()
-    engine = LocalEngine(Options(model=str(model), cpu=True, precision=precision, threads=threads,
+    engine = LocalEngine(Options(model=str(model), cpu=cpu, precision=precision, threads=threads,
                                  batch=batch))
     load_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -64,15 +66,17 @@ def measure(model: Path, paths: list[str], threads: int, batch: int, precision: 
     frontend = engine.pipeline.frontend
     bare = bare_forward(frontend, paths)
     tagged = tag(engine, paths)
-    return {"files": len(paths), "precision": frontend.precision, "batch_files": batch,
+    return {"files": len(paths), "device": str(frontend.device), "precision": frontend.precision,
+            "batch_files": batch,
             "model_load_s": load_s, "first_file_s": first_file_s, "bare_frontend": bare,
             "mmgat_tag": tagged, "ratio": tagged["x_real_time"] / bare["x_real_time"],
             "goal_ratio": GOAL, "sample_rate": SAMPLE_RATE}
 
 
 def show(report: dict, console: Console) -> None:
+    where = report["machine"]["gpu"] if report["device"].startswith("cuda") else report["machine"]["cpu"]
     table = Table(title=f"offline throughput, {report['files']} files, {report['precision']}: "
-                        f"{report['machine']['cpu']}, {report['threads']} thread(s)")
+                        f"{where}, {report['threads']} thread(s)")
     for column in ("path", "audio s", "wall s", "x real time"):
         table.add_column(column, justify="left" if column == "path" else "right")
     for name, key in (("bare frontend, batch 64, audio in memory", "bare_frontend"),
@@ -95,6 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8, help="as mmgat-tag --batch")
     parser.add_argument("--precision", choices=FRONTEND_PRECISIONS, help="as mmgat-tag --precision")
+    parser.add_argument("--cpu", action="store_true", help="as mmgat-tag --cpu")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -103,7 +108,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"throughput: no audio files in {args.folder}")
     report = {"benchmark": "throughput", "model": str(artifact(args.model)), "folder": args.folder,
               "threads": args.threads, "machine": machine(),
-              **measure(artifact(args.model), paths, args.threads, args.batch, args.precision)}
+              **measure(artifact(args.model), paths, args.cpu, args.threads, args.batch,
+                        args.precision)}
     save(report, args.json)
     show(report, Console(width=max(100, Console().width)))
     return 0

@@ -262,8 +262,13 @@ def save_frontend(frontend: Frontend, path, meta: dict | None = None) -> str:
     return fingerprint
 
 
+def precisions_on(device) -> tuple[str, ...]:
+    """The precisions a frontend runs in on `device`: int8 is ONNX Runtime's CPU kernels."""
+    return PRECISIONS if torch.device(device).type == "cpu" else tuple(p for p in PRECISIONS if p != "int8")
+
+
 def check_device(precision: str, device) -> None:
-    if precision == "int8" and torch.device(device).type != "cpu":
+    if precision in PRECISIONS and precision not in precisions_on(device):
         raise FrontendError("the int8 frontend runs on the CPU only (use bf16 or fp32 on CUDA)")
 
 

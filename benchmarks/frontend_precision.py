@@ -28,7 +28,7 @@ from mmgat.model.frontend import load_frontend, precisions_on, serving_precision
 from mmgat.model.train.data import extract_instances, read_manifest, synth_clips, synth_split
 from mmgat.model.train.evaluate import evaluate
 
-from machine import machine, save
+from machine import machine, processor, save
 from mmgat_ort import artifact
 
 BATCH = 64
@@ -83,8 +83,7 @@ def measure(model: Path, data: Path, device: str, threads: int, max_clips: int |
 
 
 def show(report: dict, console: Console) -> None:
-    where = report["machine"]["gpu"] if report["device"] == "cuda" else report["machine"]["cpu"]
-    table = Table(title=f"frontend precision: {where}, {report['threads']} "
+    table = Table(title=f"frontend precision: {processor(report)}, {report['threads']} "
                         f"thread(s), {report['test_clips']} test clips")
     for column in ("variant", "batch 1 ms/frame", f"batch {BATCH} ms/frame", "F1 micro",
                    "change", "F1 macro", "per-second micro"):

@@ -53,6 +53,11 @@ def machine() -> dict:
     }
 
 
+def processor(report: dict) -> str:
+    """What a report's figures ran on: the GPU's name when the frontend ran on CUDA."""
+    return report["machine"]["gpu"] if report["device"].startswith("cuda") else report["machine"]["cpu"]
+
+
 def save(report: dict, path) -> None:
     """A benchmark's JSON, its folder made if need be."""
     path = Path(path)

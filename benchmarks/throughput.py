@@ -4,8 +4,8 @@ time, beside the bare batched frontend forward on the same audio held in memory,
     python benchmarks/throughput.py FOLDER --json benchmarks/results/throughput.json [--files 200]
 
 Both run where mmgat-tag runs (CUDA when present, unless `--cpu`), in the serving precision (or
-`--precision`), with `--threads` threads. Model load and the
-first file (numba compilation, kernel selection) are timed apart and not counted.
+`--precision`), with `--threads` threads. Model load and the first file (numba compilation,
+kernel selection) are timed apart and not counted.
 Goal: mmgat-tag >= 0.9 x the bare forward.
 """
 
@@ -25,7 +25,7 @@ from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
 from mmgat.stream.options import FRONTEND_PRECISIONS
 from mmgat.stream.tag import LocalEngine, Options, expand_paths
 
-from machine import machine, save
+from machine import machine, processor, save
 from mmgat_ort import artifact
 
 BARE_BATCH = 64
@@ -67,16 +67,14 @@ def measure(model: Path, paths: list[str], cpu: bool, threads: int, batch: int,
     bare = bare_forward(frontend, paths)
     tagged = tag(engine, paths)
     return {"files": len(paths), "device": str(frontend.device), "precision": frontend.precision,
-            "batch_files": batch,
-            "model_load_s": load_s, "first_file_s": first_file_s, "bare_frontend": bare,
+            "batch_files": batch, "model_load_s": load_s, "first_file_s": first_file_s, "bare_frontend": bare,
             "mmgat_tag": tagged, "ratio": tagged["x_real_time"] / bare["x_real_time"],
             "goal_ratio": GOAL, "sample_rate": SAMPLE_RATE}
 
 
 def show(report: dict, console: Console) -> None:
-    where = report["machine"]["gpu"] if report["device"].startswith("cuda") else report["machine"]["cpu"]
     table = Table(title=f"offline throughput, {report['files']} files, {report['precision']}: "
-                        f"{where}, {report['threads']} thread(s)")
+                        f"{processor(report)}, {report['threads']} thread(s)")
     for column in ("path", "audio s", "wall s", "x real time"):
         table.add_column(column, justify="left" if column == "path" else "right")
     for name, key in (("bare frontend, batch 64, audio in memory", "bare_frontend"),

@@ -31,6 +31,7 @@ import torchaudio  # noqa: E402
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CUDA_RESULTS = RESULTS / "cuda"  # the same benchmarks run on a GPU machine (see gpu_section)
+CUDA_BENCHMARKS = ("frontend_precision", "live_latency", "throughput", "capacity")
 REPORT = HERE / "RESULTS.md"
 THROUGHPUT_FILES = 200
 USER_RATE = 44_100
@@ -252,8 +253,7 @@ def peers_section(r: dict, throughput: dict | None) -> list[str]:
 def gpu_section(cuda: dict) -> list[str]:
     """The GPU machine's figures in one table: that machine is lent only now and then, for
     minutes, so its runs are kept apart from this machine's and not re-run by --data."""
-    precision, live, tag, capacity = (cuda[k] for k in ("frontend_precision", "live_latency",
-                                                        "throughput", "capacity"))
+    precision, live, tag, capacity = (cuda[k] for k in CUDA_BENCHMARKS)
     v, hop = precision["variants"], live["per_hop"]
     rows = [[f"frontend ms per frame, batch 1 / batch 64, {k}",
              f"{v[k]['batch1_ms_per_frame']:.2f} / {v[k]['batch64_ms_per_frame']:.2f}",
@@ -337,8 +337,7 @@ def write_report() -> None:
     for name, build in builders:
         if results[name]:
             sections += ["", *build(results[name])]
-    cuda = {name: load(name, CUDA_RESULTS) for name in ("frontend_precision", "live_latency",
-                                                         "throughput", "capacity")}
+    cuda = {name: load(name, CUDA_RESULTS) for name in CUDA_BENCHMARKS}
     if all(cuda.values()):
         sections += ["", *gpu_section(cuda)]
     sections += ["", *analysis(results)]

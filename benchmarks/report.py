@@ -275,7 +275,11 @@ def gpu_section(cuda: dict) -> list[str]:
     rest_ms = 1e3 / tag["mmgat_tag"]["x_real_time"] - 1e3 / tag["bare_frontend"]["x_real_time"]
     return ["## On a GPU", provenance(precision),
             f"Frontend on CUDA (default precision there: **{precision['serving_default']}**), "
-            f"MMGAT in ONNX Runtime's {live['provider']} (`onnxruntime-gpu` was not installed).",
+            f"MMGAT in ONNX Runtime's {live['provider']} (`onnxruntime-gpu` was not installed). "
+            "Made there with `frontend_precision.py --device cuda --data DIR --max-clips 64 "
+            "--threads 1`, `live_latency.py`, `throughput.py FOLDER --threads 8 --batch 64` "
+            "(FOLDER: the WAV files of those 64 test clips) and `capacity.py --streams 100 500 1000 2000 "
+            "--seconds 10 --threads 8`, each with `--json results/cuda/NAME.json`.",
             "", table(["figure", "result", "note"], rows), "",
             f"Everything but the frontend (decoding, framing, the graph, MMGAT, rows) costs "
             f"`mmgat-tag` {rest_ms:.2f} ms of wall time per second of audio there: with the "

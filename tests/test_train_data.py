@@ -215,7 +215,8 @@ def test_crops_cover_every_window_length_with_the_union_of_their_labels(tmp_path
     lengths = set()
     for _ in range(400):
         i = int(rng.integers(len(clips)))
-        window, target, seconds = data_module.crop(clips, i, 6, rng)
+        window, target, mask, seconds, second_mask = data_module.crop(clips, i, 6, rng)
+        assert mask.all() and second_mask.all()
         start = next(s for s in range(len(clips.features[i]))
                      if np.array_equal(clips.features[i][s: s + len(window)], window))
         np.testing.assert_array_equal(seconds, clips.second_targets[i][start: start + len(window)])

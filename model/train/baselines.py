@@ -122,9 +122,10 @@ def train_and_report(model, batches, clip_probs, clips: ClipSet, epochs: int, lr
     report = score_report(test, probs, group_max(probs), best_thresholds, group_thresholds)
     if second_probs is not None and clips.second_targets is not None:
         second_thresholds = tune_thresholds(np.concatenate(val.second_targets),
-                                            np.concatenate(second_probs(val)))
+                                            np.concatenate(second_probs(val)),
+                                            np.concatenate(val.all_second_masks()))
         report["per_second"] = per_second_scores(test.second_targets, second_probs(test),
-                                                 second_thresholds)
+                                                 second_thresholds, test.all_second_masks())
     return report
 
 
@@ -163,10 +164,11 @@ def per_second_mlp(directory, clips: ClipSet, epochs: int, seed: int, device, pa
     def batches(train, rng):
         inputs = torch.from_numpy(np.concatenate(train.features)).to(device)
         targets = torch.from_numpy(np.concatenate(train.second_targets)).to(device)
+        masks = torch.from_numpy(np.concatenate(train.all_second_masks())).to(device)
         order = torch.from_numpy(rng.permutation(len(inputs))).to(device)
         for start in range(0, len(order), batch_size):
             chosen = order[start: start + batch_size]
-            yield inputs[chosen], targets[chosen], torch.ones_like(targets[chosen], dtype=torch.bool)
+            yield inputs[chosen], targets[chosen], masks[chosen]
 
     torch.manual_seed(seed)  # the initial weights are the seed's, whatever ran before
     model = PooledMLP(clips.input_dim)
@@ -210,13 +212,15 @@ def convnet(directory, clips: ClipSet, epochs: int, seed: int, device, patience=
     def batches(train, rng):  # one random second of every clip, as fit draws one crop of each
         order = rng.permutation(len(train))
         chosen_seconds = [int(rng.integers(len(f))) for f in train.features]
+        second_masks = train.all_second_masks()
         for start in range(0, len(order), batch_size):
             chosen = [(i, chosen_seconds[i]) for i in order[start: start + batch_size]]
             inputs = np.stack([examples[train.keys[i]][s] for i, s in chosen])
             inputs = inputs.astype(np.float32)[:, None]
             targets = np.stack([train.second_targets[i][s] for i, s in chosen])
+            masks = np.stack([second_masks[i][s] for i, s in chosen])
             yield (torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device),
-                   torch.ones(targets.shape, dtype=torch.bool, device=device))
+                   torch.from_numpy(masks).to(device))
 
     torch.manual_seed(seed)  # the initial weights are the seed's, whatever ran before
     model = ConvNet(bf16=native_bf16(torch.device(device))).to(memory_format=torch.channels_last)

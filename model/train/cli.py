@@ -12,12 +12,14 @@ EXTRAS = "install the trainer's extras: pip install '.[train]'"
 
 
 def build_parser() -> OneLineParser:
-    from mmgat.model.train import ablate, evaluate, fit, join, synth, train_frontend
+    from mmgat.model.train import (ablate, evaluate, finetune, fit, join, openmic_irmas, real,
+                                   synth, train_frontend)
 
     parser = OneLineParser(prog=PROG, description=__doc__)
     add_common_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)  # OneLineParsers too
-    for module in (synth, join, train_frontend, fit, evaluate, ablate):
+    for module in (synth, join, real, openmic_irmas, train_frontend, fit, finetune, evaluate,
+                   ablate):
         module.register(commands)
     for command in commands.choices.values():
         add_common_arguments(command, subcommand=True)

@@ -13,7 +13,14 @@ instances plus its targets. Two sources:
   Y_true, Y_mask, sample_key) + partitions/split01_{train,test}.csv. Targets are
   Y_true >= 0.5; entries outside Y_mask are unlabelled and masked out of loss and metrics.
 
-Splits never depend on file order. Synthetic: a clip's seed is hashed to u in [0, 1);
+Unknown labels. Real recordings are annotated in part (OpenMIC leaves most classes of a clip
+unobserved; IRMAS annotates 11 instruments): a manifest entry may list clip-level `unknown`
+classes, and its `second_labels` may hold null for a second whose label is unknown. Unknown
+entries count as neither positive nor negative in every loss and metric (`label_mask`,
+`second_masks`). A synthetic set has none, and is read exactly as before.
+
+Splits never depend on file order. An entry's own `split` field wins (imported and built sets
+split by recording, see real.py). Synthetic: a clip's seed is hashed to u in [0, 1);
 u < 0.15 -> test, u < 0.15 + 0.85 * 0.15 -> val, else train (so test = 15 %, val = 15 % of the
 rest). OpenMIC: test = split01_test.csv; val = the train keys whose hash u < 0.15. Thresholds
 and early stopping use val only; test is for reporting.
@@ -34,7 +41,7 @@ import torch
 from mmgat.model.audio import STFT_HOP_SAMPLES, LogMel, load_audio, split_frames
 from mmgat.model.frontend import (AUDIOSET, DEFAULT_FRONTEND, default_device, load_frontend,
                                   serving_precision, weights_fingerprint)
-from mmgat.model.graph import build_graph
+from mmgat.model.graph import MAX_WINDOW, build_graph
 from mmgat.model.labels import CLASSES, NUM_CLASSES, NUM_GROUPS, group_max
 from mmgat.model.serving import LatestPerSecond, served_windows
 from mmgat.model.train.progress import track
@@ -63,6 +70,7 @@ class ClipSet:
     splits: np.ndarray  # (N,) "train" | "val" | "test"
     soundfonts: list[list[str]]
     frontend: dict  # {"name", "fingerprint", "file"} of what produced the instances
+    second_masks: list[np.ndarray] | None = None  # per clip (n_seconds, C) bool; None: all known
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -79,7 +87,15 @@ class ClipSet:
             targets=self.targets[chosen], label_mask=self.label_mask[chosen],
             second_targets=None if self.second_targets is None
             else [self.second_targets[i] for i in chosen],
+            second_masks=None if self.second_masks is None
+            else [self.second_masks[i] for i in chosen],
             splits=self.splits[chosen], soundfonts=[self.soundfonts[i] for i in chosen])
+
+    def all_second_masks(self) -> list[np.ndarray] | None:
+        """Per clip (n_seconds, C) bool masks of the per-second labels (all True when known)."""
+        if self.second_targets is None:
+            return None
+        return self.second_masks or [np.ones(s.shape, dtype=bool) for s in self.second_targets]
 
     @property
     def input_dim(self) -> int:
@@ -101,6 +117,11 @@ def synth_split(seed) -> str:
     if u < TEST_FRACTION:
         return "test"
     return "val" if u < TEST_FRACTION + (1 - TEST_FRACTION) * VAL_FRACTION else "train"
+
+
+def entry_split(entry: dict) -> str:
+    """A manifest entry's split: its own `split` field, else the hash of its seed."""
+    return entry.get("split") or synth_split(entry.get("seed", entry["path"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,13 +286,35 @@ def grown_cache(directory, path: Path, paths: list[str], known: dict, extractor,
 # Data sets.
 
 
-def second_targets_of(entry: dict) -> np.ndarray:
-    """Manifest per-second labels (class -> list of 0/1) -> (duration, C) float32."""
+def second_targets_of(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Manifest per-second labels (class -> list of 0/1/null) -> ((duration, C) float32 targets,
+    (duration, C) bool mask, False where null: unknown). A class the entry does not list is
+    absent, unless the entry lists it as `unknown`."""
     seconds = np.zeros((int(entry["duration"]), NUM_CLASSES), dtype=np.float32)
+    mask = np.ones(seconds.shape, dtype=bool)
+    unknown = set(entry.get("unknown", ()))
     for c, name in enumerate(CLASSES):
-        labels = entry["second_labels"].get(name, [])
-        seconds[: len(labels), c] = labels[: len(seconds)]
-    return seconds
+        labels = entry["second_labels"].get(name)
+        if labels is None:
+            mask[:, c] = name not in unknown
+            continue
+        labels = np.array(labels[: len(seconds)], dtype=object)
+        known = labels != None  # noqa: E711 (elementwise)
+        seconds[: len(labels), c] = np.where(known, labels, 0).astype(np.float32)
+        mask[: len(labels), c] = known
+    return seconds, mask
+
+
+def clip_targets(entry: dict, seconds: np.ndarray, mask: np.ndarray):
+    """A clip's (targets (C,), label mask (C,)) from its per-second labels: a class is present
+    when a second says so, or, where some of its seconds are unknown, when the clip `labels`
+    list it (`clip_labels`); unknown when the entry lists it as `unknown`."""
+    targets = seconds.max(axis=0)
+    partly_unknown = ~mask.all(axis=0)
+    if partly_unknown.any():
+        listed = np.isin(CLASSES, entry.get("clip_labels", []))
+        targets = np.where(partly_unknown, np.maximum(targets, listed), targets)
+    return targets.astype(np.float32), ~np.isin(CLASSES, entry.get("unknown", []))
 
 
 def load_synth(directory, input_kind: str = "embedding", frontend_file=None,
@@ -284,18 +327,24 @@ def load_synth(directory, input_kind: str = "embedding", frontend_file=None,
 
 
 def synth_clips(entries: list[dict], instances: list[np.ndarray], frontend: dict) -> ClipSet:
-    """Manifest entries + their clips' instances -> a ClipSet with clip and per-second labels."""
+    """Manifest entries + their clips' instances -> a ClipSet with clip and per-second labels
+    (and their masks)."""
     paths = [entry["path"] for entry in entries]
-    seconds = []
+    seconds, masks, targets, label_mask = [], [], [], []
     for clip, entry in zip(instances, entries):  # align: a clip may hold a partial last second
-        labels = second_targets_of(entry)
+        labels, known = second_targets_of(entry)
         if len(labels) < len(clip):
             labels = np.concatenate([labels, np.repeat(labels[-1:], len(clip) - len(labels), 0)])
+            known = np.concatenate([known, np.repeat(known[-1:], len(clip) - len(known), 0)])
         seconds.append(labels[: len(clip)])
-    targets = np.stack([second.max(axis=0) for second in seconds])
-    return ClipSet(keys=paths, features=instances, targets=targets,
-                   label_mask=np.ones_like(targets, dtype=bool), second_targets=seconds,
-                   splits=np.array([synth_split(e.get("seed", e["path"])) for e in entries]),
+        masks.append(known[: len(clip)])
+        clip_target, clip_mask = clip_targets(entry, seconds[-1], masks[-1])
+        targets.append(clip_target)
+        label_mask.append(clip_mask)
+    return ClipSet(keys=paths, features=instances, targets=np.stack(targets),
+                   label_mask=np.stack(label_mask), second_targets=seconds,
+                   second_masks=None if all(m.all() for m in masks) else masks,
+                   splits=np.array([entry_split(e) for e in entries]),
                    soundfonts=[list(entry.get("soundfonts", [])) for entry in entries],
                    frontend=frontend)
 
@@ -355,24 +404,31 @@ def load_data(data, input_kind: str = "embedding", frontend_file=None, rebuild: 
 
 def crop(clips: ClipSet, i: int, window: int, rng: np.random.Generator):
     """A random window of W consecutive seconds, W uniform in 1..min(len, window), so the model
-    sees every window length the live runtime uses -> (instances, target, per-second targets).
-    Its target is the union of its seconds' labels; without per-second labels (OpenMIC) the
-    window is the whole clip (up to `window`), because a shorter crop may miss a labelled
-    instrument, and its per-second targets are None."""
+    sees every window length the live runtime uses -> (instances, target, label mask,
+    per-second targets, per-second mask). Its target is the union of its seconds' labels.
+    Without per-second labels (OpenMIC) the window is the whole clip (up to `window`), because a
+    shorter crop may miss a labelled instrument, and its per-second targets are None. A clip
+    with unknown seconds is taken whole (up to MAX_WINDOW nodes), so that its clip labels hold:
+    where a real recording says "guitar", no part of it is known to hold the guitar."""
     features = clips.features[i]
     if clips.second_targets is None:
         length = min(len(features), window)
         start = int(rng.integers(0, len(features) - length + 1))
-        return features[start: start + length], clips.targets[i], None
+        return features[start: start + length], clips.targets[i], clips.label_mask[i], None, None
+    if clips.second_masks is not None and not clips.second_masks[i].all():
+        return (features[:MAX_WINDOW], clips.targets[i], clips.label_mask[i],
+                clips.second_targets[i][:MAX_WINDOW], clips.second_masks[i][:MAX_WINDOW])
     length = int(rng.integers(1, min(len(features), window) + 1))
     start = int(rng.integers(0, len(features) - length + 1))
     seconds = clips.second_targets[i][start: start + length]
-    return features[start: start + length], seconds.max(0), seconds
+    return (features[start: start + length], seconds.max(0), clips.label_mask[i], seconds,
+            np.ones(seconds.shape, dtype=bool))
 
 
-def padded_seconds(seconds: list[np.ndarray], nodes: int) -> np.ndarray:
-    """Per-second targets of a batch's windows -> (B, nodes, C), zero on padded nodes."""
-    padded = np.zeros((len(seconds), nodes, NUM_CLASSES), dtype=np.float32)
+def padded_seconds(seconds: list[np.ndarray], nodes: int, dtype=np.float32) -> np.ndarray:
+    """Per-second targets (or masks) of a batch's windows -> (B, nodes, C), zero (False) on
+    padded nodes."""
+    padded = np.zeros((len(seconds), nodes, NUM_CLASSES), dtype=dtype)
     for b, window in enumerate(seconds):
         padded[b, : len(window)] = window
     return padded
@@ -406,14 +462,17 @@ def training_batches(clips: ClipSet, batch_size: int, window: int, config, devic
     order = rng.permutation(len(clips))
     for start in range(0, len(order), batch_size):
         chosen = order[start: start + batch_size]
-        windows, targets, seconds = zip(*(crop(clips, i, window, rng) for i in chosen))
-        targets, label_mask = np.stack(targets), clips.label_mask[chosen]
+        windows, targets, label_mask, seconds, second_masks = zip(
+            *(crop(clips, i, window, rng) for i in chosen))
+        targets, label_mask = np.stack(targets), np.stack(label_mask)
         groups, group_mask = masked_group_targets(targets, label_mask)
         batch = collate(list(windows), config, device)
         arrays = [("targets", targets.astype(np.float32)), ("label_mask", label_mask),
                   ("group_targets", groups.astype(np.float32)), ("group_mask", group_mask)]
         if clips.second_targets is not None:  # each node's own labels (synthetic sets)
-            arrays.append(("node_targets", padded_seconds(seconds, batch["nodes"].shape[1])))
+            nodes = batch["nodes"].shape[1]
+            arrays += [("node_targets", padded_seconds(seconds, nodes)),
+                       ("node_label_mask", padded_seconds(second_masks, nodes, bool))]
         batch.update({name: torch.from_numpy(np.asarray(value)).to(device)
                       for name, value in arrays})
         yield batch

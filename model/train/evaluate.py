@@ -108,14 +108,17 @@ def evaluate(model, data, split: str = "test", device=None, rebuild_cache: bool 
                                                    info["group_thresholds"])}
     if clips.second_targets is not None:
         report["per_second"] = per_second_scores(clips.second_targets, second_probs,
-                                                 info["second_thresholds"])
+                                                 info["second_thresholds"],
+                                                 clips.all_second_masks())
     return report
 
 
-def per_second_scores(second_targets, second_probs, thresholds) -> dict:
-    """F1 of the per-second probabilities (thresholded) against the per-second labels."""
+def per_second_scores(second_targets, second_probs, thresholds, second_masks=None) -> dict:
+    """F1 of the per-second probabilities (thresholded) against the per-second labels (the
+    known ones, where `second_masks` marks unknowns)."""
     targets, probs = np.concatenate(second_targets), np.concatenate(second_probs)
-    scores = f1_scores(targets, probs >= np.asarray(thresholds))
+    mask = None if second_masks is None else np.concatenate(second_masks)
+    scores = f1_scores(targets, probs >= np.asarray(thresholds), mask)
     return {"seconds": len(targets), "f1_micro": scores["f1_micro"],
             "f1_macro": scores["f1_macro"],
             "per_class_f1": dict(zip(CLASSES, scores["per_class_f1"]))}

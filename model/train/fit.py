@@ -84,6 +84,9 @@ class FitOptions:
     neighbours: int = MMGATConfig.neighbours
     heads: int = MMGATConfig.heads
     clip_weights: str | None = None  # local open_clip weights for the label text
+    label_loss: bool = True  # Loss_label (off when continuing a model whose decoder is not shipped)
+    init: str | None = None  # start from this checkpoint's model (its configuration wins)
+    minutes: float | None = None  # stop after the epoch that reaches this much training time
     rebuild_cache: bool = False
     resume: bool = False
     device: str | None = None
@@ -103,7 +106,7 @@ class FitOptions:
 
 
 # Options a resumed run takes from the command line; everything else comes from last.pt.
-RESUMABLE = ("epochs", "patience", "device", "progress", "resume", "rebuild_cache")
+RESUMABLE = ("epochs", "patience", "device", "progress", "resume", "rebuild_cache", "minutes")
 
 
 def model_config(options: FitOptions, input_dim: int, text_dim: int | None) -> MMGATConfig:
@@ -130,9 +133,11 @@ def validate(model, clips, window, device) -> tuple[dict, dict]:
     second_thresholds = thresholds
     if clips.second_targets is not None:
         second_targets = np.concatenate(clips.second_targets)
+        second_mask = np.concatenate(clips.all_second_masks())
         second_probs = np.concatenate(second_probs)
-        second_thresholds = tune_thresholds(second_targets, second_probs)
-        metrics["per_second"] = evaluate_scores(second_targets, second_probs, second_thresholds)
+        second_thresholds = tune_thresholds(second_targets, second_probs, second_mask)
+        metrics["per_second"] = evaluate_scores(second_targets, second_probs, second_thresholds,
+                                                second_mask)
     return metrics, {"thresholds": [float(t) for t in thresholds],
                      "group_thresholds": [float(t) for t in group_thresholds],
                      "second_thresholds": [float(t) for t in second_thresholds]}
@@ -192,9 +197,11 @@ def fit(data, out, clips: ClipSet | None = None, text: tuple | None = None, **kw
         run.restore(last)
     columns = (*Progress.get_default_columns(), TextColumn("{task.fields[status]}"))
     with progress_bar(*columns, disable=not options.progress) as progress:
-        epochs = progress.add_task("epochs", total=options.epochs, completed=run.state["epoch"],
-                                   status="")
-        while run.state["epoch"] < options.epochs and run.state["bad_epochs"] < options.patience:
+        epochs = progress.add_task(  # bounded by time: no epoch count to count down
+            "epochs", total=options.epochs if options.minutes is None else None,
+            completed=run.state["epoch"], status="")
+        while (run.state["epoch"] < options.epochs and run.state["bad_epochs"] < options.patience
+               and not run.out_of_time()):
             status = run.epoch(train, val, out, progress)
             progress.update(epochs, advance=1, status=status)
     best = load_checkpoint(out / MODEL_FILE)[1]
@@ -218,14 +225,20 @@ class TrainingRun:
     def __init__(self, data: str, clips: ClipSet, options: FitOptions, text: tuple | None, device):
         self.data, self.clips, self.options, self.device = data, clips, options, device
         embeddings, self.encoder = None, None
-        if options.label_embeddings:
+        if options.init:  # continue a model: its configuration and label text
+            self.model, checkpoint = load_checkpoint(options.init)
+            self.encoder = checkpoint.get("text_encoder")
+        elif options.label_embeddings:
             embeddings, self.encoder = text or label_embeddings(options.clip_weights)
             embeddings = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
         torch.manual_seed(options.seed)
         self.rng = np.random.Generator(np.random.PCG64(options.seed))
-        config = model_config(options, clips.input_dim, None if embeddings is None else embeddings.shape[1])
-        self.model = MMGAT(config, embeddings).to(device)
-        switches = LossSwitches(center=options.center, node=options.node_loss)
+        if not options.init:
+            self.model = MMGAT(model_config(options, clips.input_dim, None if embeddings is None
+                                            else embeddings.shape[1]), embeddings)
+        config = self.model.to(device).config
+        switches = LossSwitches(center=options.center, node=options.node_loss,
+                                label=options.label_loss)
         self.loss_fn = MMGATLoss(config.hidden, switches).to(device)
         self.optimizer = torch.optim.AdamW([*self.model.parameters(), *self.loss_fn.parameters()],
                                            lr=options.lr, weight_decay=options.weight_decay)
@@ -238,6 +251,9 @@ class TrainingRun:
         self.optimizer.load_state_dict(last["optimizer"])
         self.state = last["state"]
         restore_rng(self.rng, last["rng"])
+
+    def out_of_time(self) -> bool:
+        return self.options.minutes is not None and self.state["elapsed"] >= 60 * self.options.minutes
 
     def epoch(self, train: ClipSet, val: ClipSet, out: Path, progress) -> str:
         """Train one epoch, validate, write last.pt (and model.pt when validation F1 rose);
@@ -258,8 +274,13 @@ class TrainingRun:
         save_atomically(out / LAST_FILE, self.model, **self.described(metrics, thresholds),
                         options=asdict(self.options), loss_state=self.loss_fn.state_dict(),
                         optimizer=self.optimizer.state_dict(), state=state, rng=rng_state(self.rng))
-        return (f"loss {sum(losses.values()):.3f}  val F1 micro {metrics['f1_micro']:.3f}  "
-                f"best {state['best_f1']:.3f} (epoch {state['best_epoch']})")
+        status = (f"loss {sum(losses.values()):.3f}  val F1 micro {metrics['f1_micro']:.3f}  "
+                  f"best {state['best_f1']:.3f} (epoch {state['best_epoch']})  "
+                  f"{len(train) / (time.perf_counter() - started):.0f} ex/s")
+        if self.options.minutes is not None:
+            left = max(0.0, 60 * self.options.minutes - state["elapsed"])
+            status += f"  {left // 60:.0f}:{left % 60:02.0f} left"
+        return status
 
     def described(self, metrics: dict, thresholds: dict) -> dict:
         """Everything a checkpoint holds besides the model itself."""

@@ -7,8 +7,9 @@ second, where the data set has per-second labels (our synthetic sets; OpenMIC ha
 paper supervises the pooled clip output only; but users read the per-second node outputs
 (`seconds`, the heat strip), and without this loss those are only weakly localised.
 
-principal / auxiliary: multi-label BCE over classes / onset groups, averaged over labelled
-entries only (OpenMIC's unlabelled entries carry no gradient). Loss_label = MSE(S ⊙ L, recon).
+principal / auxiliary / node: multi-label BCE over classes / onset groups / each node's
+classes, averaged over labelled entries only (unknown labels of real recordings carry no
+gradient; a group is unknown where an unlabelled member may be the one present). Loss_label = MSE(S ⊙ L, recon).
 center_1 pulls the clip embedding of every clip toward the learnable centre of each class it
 contains (center loss, Wen et al. 2016, extended to multi-label); center_2 does the same for
 onset groups. Every part can be switched off for the ablations; parts whose head the model
@@ -75,8 +76,10 @@ class MMGATLoss(nn.Module):
             parts["auxiliary"] = masked_bce(out["group_logits"], batch["group_targets"],
                                             batch["group_mask"])
         if on.node and "node_targets" in batch:
-            real = batch["node_mask"][..., None].expand_as(out["node_logits"])
-            parts["node"] = masked_bce(out["node_logits"], batch["node_targets"], real)
+            known = batch["node_mask"][..., None].expand_as(out["node_logits"])
+            if "node_label_mask" in batch:  # unknown seconds carry no gradient
+                known = known & batch["node_label_mask"]
+            parts["node"] = masked_bce(out["node_logits"], batch["node_targets"], known)
         if on.label and "label_recon" in out:
             parts["label"] = F.mse_loss(out["label_recon"], out["label_masked"])
         if on.center:

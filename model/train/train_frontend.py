@@ -40,9 +40,10 @@ from mmgat.model.audio import EXAMPLE_FRAMES, LOG_OFFSET, N_MELS, LogMel, load_a
 from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, VGGishTrunk,
                                   default_device, load_audioset, load_frontend, native_bf16,
                                   save_frontend, seeded_init)
-from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_max
-from mmgat.model.train.data import (cache_path, cached_instances, read_manifest,
-                                    second_targets_of, synth_split)
+from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS
+from mmgat.model.train.data import (cache_path, cached_instances, entry_split,
+                                    masked_group_targets, read_manifest, second_targets_of)
+from mmgat.model.train.losses import masked_bce
 from mmgat.model.train.metrics import f1_scores
 from mmgat.model.train.progress import progress_bar, track
 
@@ -65,10 +66,30 @@ SILENT = float(np.log(LOG_OFFSET))  # the log-mel of silence: what masks write
 
 # ---- the log-mel cache -------------------------------------------------------------------------
 
+UNKNOWN = -1.0  # a target whose label is unknown (real recordings annotated in part)
+
+
 def frame_targets(entry: dict, seconds: int) -> np.ndarray:
-    """(seconds, C + G) float32: the classes playing in each second, then their onset groups."""
-    labels = second_targets_of(entry)[:seconds]
-    return np.concatenate([labels, group_max(labels)], axis=1).astype(np.float32)
+    """(seconds, C + G) float32: the classes playing in each second, then their onset groups;
+    UNKNOWN where a second's label is unknown (a group: where an unlabelled member may be the
+    one playing)."""
+    labels, known = (part[:seconds] for part in second_targets_of(entry))
+    groups, groups_known = masked_group_targets(labels, known)
+    return np.concatenate([np.where(known, labels, UNKNOWN), np.where(groups_known, groups, UNKNOWN)],
+                          axis=1).astype(np.float32)
+
+
+def union(targets: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """The labels of two sounds mixed: present where either is present, absent where both are
+    known absent, unknown otherwise."""
+    return torch.where((targets == 1) | (others == 1), torch.ones_like(targets),
+                       torch.minimum(targets, others))
+
+
+def known_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE over the known targets (UNKNOWN ones carry no gradient)."""
+    known = targets != UNKNOWN
+    return masked_bce(logits, targets.clamp_min(0), known)
 
 
 def logmel_cache(data, entries: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,7 +215,7 @@ def augmented(examples: torch.Tensor, targets: torch.Tensor, generator: torch.Ge
     mixed = torch.rand(b, generator=generator) < 0.5
     partner_gain = torch.where(mixed, 10 ** (uniform(-12, 0, b) / 20), torch.zeros(b))
     magnitude = magnitude + partner_gain[:, None, None] * magnitude[partner]
-    targets = torch.where(mixed[:, None], torch.maximum(targets, targets[partner]), targets)
+    targets = torch.where(mixed[:, None], union(targets, targets[partner]), targets)
     gain = 10 ** (uniform(-12, 6, b) / 20)
     examples = torch.log(magnitude * gain[:, None, None] + LOG_OFFSET)
     for axis, size, longest in ((1, EXAMPLE_FRAMES, 12), (2, N_MELS, 8)):
@@ -226,7 +247,8 @@ def evaluated(model: Trainee, forward, examples, device, autocast: bool) -> torc
 def validation_f1(model: Trainee, examples, targets, device, autocast: bool) -> float:
     logits = evaluated(model, model, examples, device, autocast)
     predictions = (logits.sigmoid().numpy() >= 0.5).astype(np.float32)
-    return float(f1_scores(targets[:, :NUM_CLASSES], predictions[:, :NUM_CLASSES])["f1_micro"])
+    classes = targets[:, :NUM_CLASSES]
+    return float(f1_scores(classes, predictions[:, :NUM_CLASSES], classes != UNKNOWN)["f1_micro"])
 
 
 def fit_probe(model: Trainee, examples, targets, device, autocast: bool) -> None:
@@ -238,9 +260,8 @@ def fit_probe(model: Trainee, examples, targets, device, autocast: bool) -> None
     features = evaluated(model, instances, examples, device, autocast).to(device)
     targets = torch.as_tensor(targets, device=device)
     optimizer = torch.optim.Adam(model.probe.parameters(), lr=PROBE_LR)
-    loss_fn = nn.BCEWithLogitsLoss()
     for _ in range(PROBE_STEPS):
-        loss = loss_fn(model.probe(features), targets)
+        loss = known_bce(model.probe(features), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -256,15 +277,35 @@ def save_state(path: Path, state: dict) -> None:
     temporary.replace(path)
 
 
+def seconds_per_step(device, repeats: int = 2) -> float:
+    """Measured seconds of one training step (BATCH examples, forward and backward) on
+    `device`, after one warm-up step: sizes a schedule to a time budget."""
+    device = torch.device(device)
+    model = Trainee(VGGishTrunk()).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters())
+    examples = torch.randn(BATCH, EXAMPLE_FRAMES, N_MELS, device=device)
+    targets = torch.zeros(BATCH, NUM_CLASSES + NUM_GROUPS, device=device)
+    for repeat in range(repeats + 1):
+        if repeat == 1:
+            started = time.perf_counter()
+        with torch.autocast(device.type, torch.bfloat16, enabled=native_bf16(device)):
+            loss = known_bce(model(examples).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - started) / repeats
+
+
 def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float | None = None,
                    resume: bool = False, init=None, max_clips: int | None = None,
-                   lr: float = 2e-3, device=None) -> dict:
+                   lr: float = 2e-3, device=None, steps: int | None = None) -> dict:
     """Train (or continue training) the frontend; returns a summary with `done` False when the
-    time budget ran out before the schedule ended (resume later)."""
+    time budget ran out before the schedule ended (resume later). `steps` sets the schedule's
+    length instead of `epochs`."""
     device = torch.device(device or default_device())
     autocast = native_bf16(device)
     entries = read_manifest(data)[:max_clips]
-    split_of_clip = np.array([synth_split(entry.get("seed", entry["path"])) for entry in entries])
+    split_of_clip = np.array([entry_split(entry) for entry in entries])
     examples, targets, clip = logmel_cache(data, entries)
     train = np.flatnonzero(split_of_clip[clip] == "train")
     val = np.flatnonzero(split_of_clip[clip] == "val")
@@ -283,7 +324,7 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
         chosen.sort()  # memory-mapped rows read in order
         fit_probe(model, examples[chosen], targets[chosen], device, autocast)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=True)
-    total_steps = max(1, int(epochs * len(train) / BATCH))
+    total_steps = steps or max(1, int(epochs * len(train) / BATCH))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
                                                    pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
@@ -307,7 +348,6 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
             "best": best, "best_weights": best_weights, "spent_s": spent,
             "total_steps": total_steps, "seed": seed})
 
-    loss_fn = nn.BCEWithLogitsLoss()
     started = time.monotonic()
     deadline = started + 60 * minutes if minutes else float("inf")
     last_check, first_step, loss = started, step, float("nan")
@@ -319,7 +359,7 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
                                              torch.from_numpy(targets[chosen]), generator)
             with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
                 logits = model(batch.to(device))
-            loss_value = loss_fn(logits.float(), batch_targets.to(device))
+            loss_value = known_bce(logits.float(), batch_targets.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss_value.backward()
             optimizer.step()

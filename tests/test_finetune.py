@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import resource
 
-import numpy as np
-import pytest
 
 from live_fixtures import check_record, parse_records, run_live
 from mmgat.model.train import finetune as finetune_module

@@ -298,17 +298,20 @@ def second_targets_of(entry: dict) -> tuple[np.ndarray, np.ndarray]:
         if labels is None:
             mask[:, c] = name not in unknown
             continue
-        labels = np.array(labels[: len(seconds)], dtype=object)
-        known = labels != None  # noqa: E711 (elementwise)
-        seconds[: len(labels), c] = np.where(known, labels, 0).astype(np.float32)
-        mask[: len(labels), c] = known
+        labels = labels[: len(seconds)]
+        if None in labels:
+            known = np.array([v is not None for v in labels])
+            seconds[: len(labels), c] = [v or 0 for v in labels]
+            mask[: len(labels), c] = known
+        else:
+            seconds[: len(labels), c] = labels
     return seconds, mask
 
 
 def clip_targets(entry: dict, seconds: np.ndarray, mask: np.ndarray):
     """A clip's (targets (C,), label mask (C,)) from its per-second labels: a class is present
-    when a second says so, or, where some of its seconds are unknown, when the clip `labels`
-    list it (`clip_labels`); unknown when the entry lists it as `unknown`."""
+    when a second says so, or, where some of its seconds are unknown, when the entry's
+    `clip_labels` list it; unknown when the entry lists it as `unknown`."""
     targets = seconds.max(axis=0)
     partly_unknown = ~mask.all(axis=0)
     if partly_unknown.any():

@@ -253,7 +253,8 @@ class TrainingRun:
         restore_rng(self.rng, last["rng"])
 
     def out_of_time(self) -> bool:
-        return self.options.minutes is not None and self.state["elapsed"] >= 60 * self.options.minutes
+        minutes = self.options.minutes
+        return minutes is not None and self.state["elapsed"] >= 60 * minutes
 
     def epoch(self, train: ClipSet, val: ClipSet, out: Path, progress) -> str:
         """Train one epoch, validate, write last.pt (and model.pt when validation F1 rose);
@@ -322,6 +323,10 @@ def register(commands) -> None:
     parser.add_argument("--window", type=int, default=FitOptions.window)
     parser.add_argument("--patience", type=int, default=FitOptions.patience)
     parser.add_argument("--clip-weights", help="local open_clip weights for the label text")
+    parser.add_argument("--init", metavar="CKPT",
+                        help="continue this checkpoint's model (its configuration wins)")
+    parser.add_argument("--minutes", type=float,
+                        help="stop after the epoch that reaches this much training time")
     parser.add_argument("--rebuild-cache", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
@@ -334,6 +339,8 @@ def register(commands) -> None:
     parser.add_argument("--no-auxiliary", dest="auxiliary", action="store_false",
                         help="principal only: no onset-group head")
     parser.add_argument("--no-center", dest="center", action="store_false", help="no center loss")
+    parser.add_argument("--no-label-loss", dest="label_loss", action="store_false",
+                        help="no Loss_label (label embeddings kept)")
     parser.add_argument("--no-node-loss", dest="node_loss", action="store_false",
                         help="the paper's loss only: no per-second loss on the nodes")
     parser.add_argument("--second-readout", action="store_true",

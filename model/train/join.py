@@ -3,7 +3,8 @@
 DIR gets a link per set (`DIR/0`, `DIR/1`, ... pointing at it) and one manifest whose paths go
 through those links, in the order given. A clip keeps its split: splits hash the clip's seed,
 not its place (data.py). Clips of two sets with the same seed would be the same clip twice,
-so that is refused (sets rendered with different run seeds never share one). `--split test`
+so that is refused (sets rendered with different run seeds never share one). A clip of an
+imported or built set keeps the split its manifest names. `--split test`
 keeps the clips of one split: e.g. a held-out set to evaluate on without embedding the rest.
 `--without-soundfont NAME` drops every clip that uses that SoundFont (a file name, e.g.
 OPL-3_FM_128M.sf2): the training set of a leave-one-SoundFont-out run.
@@ -16,7 +17,7 @@ import logging
 import os
 from pathlib import Path
 
-from mmgat.model.train.data import MANIFEST, SPLITS, read_manifest, synth_split
+from mmgat.model.train.data import MANIFEST, SPLITS, entry_split, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def join(out, sets, split: str | None = None, without_soundfonts=()) -> int:
             if entry["seed"] in seeds:
                 raise ValueError(f"{folder} and {seeds[entry['seed']]} both hold clip seed {entry['seed']}")
             seeds[entry["seed"]] = folder
-            if ((split is None or synth_split(entry["seed"]) == split)
+            if ((split is None or entry_split(entry) == split)
                     and not excluded & set(entry["soundfonts"])):
                 entries.append({**entry, "path": f"{index}/{entry['path']}"})
     if not entries:

@@ -9,7 +9,8 @@ paper supervises the pooled clip output only; but users read the per-second node
 
 principal / auxiliary / node: multi-label BCE over classes / onset groups / each node's
 classes, averaged over labelled entries only (unknown labels of real recordings carry no
-gradient; a group is unknown where an unlabelled member may be the one present). Loss_label = MSE(S ⊙ L, recon).
+gradient; a group is unknown where an unlabelled member may be the one present).
+Loss_label = MSE(S ⊙ L, recon).
 center_1 pulls the clip embedding of every clip toward the learnable centre of each class it
 contains (center loss, Wen et al. 2016, extended to multi-label); center_2 does the same for
 onset groups. Every part can be switched off for the ablations; parts whose head the model

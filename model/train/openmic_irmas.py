@@ -36,8 +36,8 @@ from mmgat.model.labels import CLASS_INDEX, CLASSES
 from mmgat.model.train.data import OPENMIC_SPLITS, VAL_FRACTION, read_keys, unit_hash
 from mmgat.model.train.progress import track
 from mmgat.model.train.real import (AUDIO_DIR, IRMAS_CODES, MAX_CLIP_S, UNKNOWN, Segment,
-                                    Unreadable, clip_entry, labels_vector, new_data_set,
-                                    write_clip, write_manifest)
+                                    Unreadable, clip_entry, finish, labels_vector, new_data_set,
+                                    splits_text, write_clip)
 from mmgat.model.audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -223,10 +223,7 @@ def build(openmic, irmas, out, seed: int = 0) -> dict:
         name = path.relative_to(irmas).as_posix()
         add(f"irmas-test-{number:05d}", held_out_split(name),
             lambda: whole(unreadable.load(path), clip), source=name)
-    write_manifest(out, entries)
-    unreadable.report(str(out))
-    return {"clips": len(entries), "skipped": unreadable.count,
-            "splits": {s: sum(e["split"] == s for e in entries) for s in ("train", "val", "test")}}
+    return finish(out, entries, unreadable)
 
 
 def whole(samples, labels) -> list[Segment] | None:
@@ -235,8 +232,8 @@ def whole(samples, labels) -> list[Segment] | None:
 
 def run(args) -> int:
     summary = build(args.openmic, args.irmas, args.out, args.seed)
-    log.info("built OpenMIC-IRMAS: %d clips (%s) in %s", summary["clips"],
-             ", ".join(f"{s} {n}" for s, n in summary["splits"].items()), args.out)
+    log.info("built OpenMIC-IRMAS: %d clips (%s) in %s", summary["clips"], splits_text(summary),
+             args.out)
     return 0
 
 

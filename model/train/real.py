@@ -114,12 +114,20 @@ def new_data_set(out) -> Path:
     return out
 
 
-def write_manifest(out: Path, entries: list[dict]) -> None:
+def finish(out: Path, entries: list[dict], unreadable: "Unreadable") -> dict:
+    """Write the manifest (last: a stopped build has none) -> {"clips", "skipped", "splits"}."""
     if not entries:
         raise ValueError("no clip could be built")
     temporary = out / (MANIFEST + ".tmp")
     temporary.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
     temporary.replace(out / MANIFEST)
+    unreadable.report(str(out))
+    return {"clips": len(entries), "skipped": unreadable.count,
+            "splits": {s: sum(e["split"] == s for e in entries) for s in SPLITS}}
+
+
+def splits_text(summary: dict) -> str:
+    return ", ".join(f"{split} {count}" for split, count in summary["splits"].items())
 
 
 class Unreadable:
@@ -222,17 +230,13 @@ def import_recordings(out, folders=None, table=None) -> dict:
             write_clip(out, relative, audio)
             entries.append(clip_entry(relative, f"{source}#{piece}", split,
                                       [Segment(audio, clip, second)], source=source))
-    write_manifest(out, entries)
-    unreadable.report(str(out))
-    return {"files": len(rows) - unreadable.count, "skipped": unreadable.count,
-            "clips": len(entries),
-            "splits": {s: sum(e["split"] == s for e in entries) for s in SPLITS}}
+    return {"files": len(rows) - unreadable.count, **finish(out, entries, unreadable)}
 
 
 def run(args) -> int:
     summary = import_recordings(args.out, args.folders, args.csv)
     log.info("imported %d files as %d clips (%s) into %s", summary["files"], summary["clips"],
-             ", ".join(f"{s} {n}" for s, n in summary["splits"].items()), args.out)
+             splits_text(summary), args.out)
     return 0
 
 

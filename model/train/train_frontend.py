@@ -1,7 +1,7 @@
 """`mmgat-train frontend`: train the `vggish-trunk` frontend end to end on per-second labels.
 
-Every whole second of a synthetic clip is one example; its targets are the 20 classes playing
-in that second plus their onset groups. A linear classifier on the frontend's 128-d output
+Every whole second of a clip is one example; its targets are the 20 classes playing in that
+second plus their onset groups. Targets a real recording leaves unknown (data.py) carry no loss. A linear classifier on the frontend's 128-d output
 (the `probe`) makes the instances carry instrument identity linearly, which is what MMGAT's
 cosine graph and attention want.
 

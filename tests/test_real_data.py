@@ -323,3 +323,19 @@ def test_eval_support_counts_known_positives():
                           [0.5] * 3)
     assert report["per_class"][CLASSES[0]]["support"] == 2
     json.dumps(report)
+
+
+def test_the_frontend_loss_on_known_targets_is_plain_bce():
+    from mmgat.model.train.train_frontend import UNKNOWN, known_bce
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, NUM_CLASSES + 3, generator=generator)
+    targets = (torch.rand(64, NUM_CLASSES + 3, generator=generator) > 0.8).float()
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    torch.testing.assert_close(known_bce(logits, targets), plain, rtol=1e-6, atol=0)
+    partly = targets.clone()
+    partly[:10, 2] = UNKNOWN
+    keep = torch.ones_like(targets, dtype=torch.bool)
+    keep[:10, 2] = False
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[keep], targets[keep])
+    torch.testing.assert_close(known_bce(logits, partly), expected)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +136,7 @@ def finetune(data, out, minutes: float = 20.0, resume: bool = False, replay=None
     out.mkdir(parents=True, exist_ok=True)
     state = read_state(out, resume)
     if state is None:
-        mix = write_mix(out, data, replay, seed)
+        write_mix(out, data, replay, seed)
         frontend_minutes = minutes * FRONTEND_SHARE if has_second_labels(data) else 0.0
         if frontend_minutes and frontend_steps is None:
             frontend_steps = max(1, int(FRONTEND_STEP_MARGIN * 60 * frontend_minutes
@@ -151,11 +150,9 @@ def finetune(data, out, minutes: float = 20.0, resume: bool = False, replay=None
         write_state(out, state)
     mix, frontend_file = out / MIX, out / Path(DEFAULT_FRONTEND).name
     if state["stage"] == "frontend":
-        started = time.monotonic()
-        result = train_frontend(mix, frontend_file, seed, resume=resume, init=[_base_frontend(out)],
+        result = train_frontend(mix, frontend_file, seed, resume=resume, init=[base_frontend(out)],
                                 lr=FRONTEND_LR, device=device, steps=state["frontend_steps"])
-        state.update(stage="mmgat",
-                     frontend_seconds=state["frontend_seconds"] + time.monotonic() - started)
+        state.update(stage="mmgat", frontend_seconds=result["train_seconds"])  # over resumes too
         write_state(out, state)
         log.info("frontend: per-second val F1 micro %.3f after %d steps",
                  result["val_f1_micro_per_second"], result["steps"])
@@ -164,7 +161,7 @@ def finetune(data, out, minutes: float = 20.0, resume: bool = False, replay=None
         checkpoints = out / CHECKPOINTS
         fit(mix, checkpoints, init=str(out / BASE), minutes=left, epochs=10_000,
             patience=PATIENCE, lr=FINETUNE_LR, label_loss=False, seed=state["seed"],
-            frontend=str(frontend_file) if frontend_file.is_file() else _base_frontend(out),
+            frontend=str(frontend_file) if frontend_file.is_file() else base_frontend(out),
             resume=(checkpoints / "last.pt").is_file(), device=device, progress=progress)
         state["stage"] = "export"
         write_state(out, state)
@@ -176,7 +173,7 @@ def finetune(data, out, minutes: float = 20.0, resume: bool = False, replay=None
     return {"model": str(model), **json.loads((out / CHECKPOINTS / "metrics.json").read_text())}
 
 
-def _base_frontend(out: Path) -> str:
+def base_frontend(out: Path) -> str:
     """The frontend file the base checkpoint names."""
     from mmgat.model.checkpoint import load_checkpoint
 

@@ -12,6 +12,8 @@ from live_fixtures import check_record, parse_records, run_live
 from mmgat.model.train import finetune as finetune_module
 from mmgat.model.train import train_frontend as train_frontend_module
 from mmgat.model.train.cli import main
+from mmgat.model.train.data import read_manifest
+from mmgat.model.train.evaluate import evaluate
 from mmgat.model.train.openmic_irmas import build
 from mmgat.model.train.real import import_recordings
 from mmgat.model.train.shipped import shipped_checkpoint
@@ -63,6 +65,12 @@ def test_finetune_stops_resumes_exports_and_runs_live(tmp_path, monkeypatch, cap
     assert frontend.stat().st_mtime_ns == trained_at  # the frontend was not trained again
     assert json.loads((out / "finetune.json").read_text())["stage"] == "done"
     assert summary["epochs"] >= 1 and 0.0 <= summary["val"]["f1_micro"] <= 1.0
+
+    report = evaluate(out / "mmgat.onnx", data, split="all", device="cpu")  # with unknowns
+    clips = read_manifest(data)
+    assert report["clips"] == len(clips)
+    for name, row in report["per_class"].items():  # support: the known positives
+        assert row["support"] == sum(name in e["clip_labels"] for e in clips)
 
     clip = next((data / "audio").glob("*.flac"))
     done = run_live(["--model", out / "mmgat.onnx", "--file", clip, "--cpu", "--no-display",

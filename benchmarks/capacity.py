@@ -34,7 +34,8 @@ from rich.table import Table
 from mmgat.stream.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES
 from mmgat.stream.pipeline import Pipeline
-from mmgat.stream.stream import Stream, hop_samples
+from mmgat.stream.settings import StreamSettings
+from mmgat.stream.stream import Stream
 
 from live_latency import percentiles
 from machine import machine, save
@@ -54,7 +55,7 @@ NOISE_SECONDS = 10
 def run_streams(pipeline: Pipeline, count: int, seconds: int, tick: float, noise: np.ndarray,
                 full_window: np.ndarray) -> dict:
     """`count` paced streams for WARMUP_S + `seconds` seconds each, stepped every `tick`."""
-    states = [Stream.fed(WINDOW, hop_samples(HOP_S), **pipeline.session.graph) for _ in range(count)]
+    states = [Stream.fed(StreamSettings(WINDOW, HOP_S, **pipeline.session.graph)) for _ in range(count)]
     for state in states:
         for graph in state.graphs:
             for instance in full_window:

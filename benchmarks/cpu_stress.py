@@ -2,7 +2,7 @@
 recovers with exact timestamps.
 
 `mmgat-live --device pulse --no-display --jsonl FILE --duration S` runs on a virtual microphone
-(mmgat.stream.virtual_mic.VirtualMic looping the demo clip in real time), started `--cli-nice`
+(virtual_mic.VirtualMic looping the demo clip in real time), started `--cli-nice`
 (default 19) steps nicer than this script, so that busy loops at this script's own priority starve
 it without root. From `--stress-start` s of stream (default 10) for `--stress-seconds` (default
 10), `--hogs` busy-loop processes (default: one per core) run. Reported, from the JSONL records
@@ -52,8 +52,8 @@ from rich.table import Table
 
 from machine import machine, save
 from mmgat.model.audio import SAMPLE_RATE
-from mmgat.stream.virtual_mic import LIVE_COMMAND as LIVE
-from mmgat.stream.virtual_mic import VirtualMic, Watch
+from virtual_mic import LIVE_COMMAND as LIVE
+from virtual_mic import VirtualMic, Watch
 from soak import FIRST_T, SAMPLE_EVERY_S, demo_mono
 
 

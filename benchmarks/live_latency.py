@@ -35,7 +35,8 @@ from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.scheduler import run
 from mmgat.stream.sinks import JsonlSink, record
 from mmgat.stream.sources import open_file
-from mmgat.stream.stream import Stream, hop_samples
+from mmgat.stream.settings import StreamSettings
+from mmgat.stream.stream import Stream
 
 from machine import machine, save
 from mmgat_ort import artifact  # the shipped model, else the tests' seeded one
@@ -58,7 +59,7 @@ def per_hop_compute(session, frontend, frames: int) -> dict:
     rng = np.random.default_rng(0)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
-    stream = Stream.fed(WINDOW, hop_samples(1.0), **session.graph)
+    stream = Stream.fed(StreamSettings(WINDOW, 1.0, **session.graph))
     compute, stages, bare = [], {"frontend": [], "graph": [], "mmgat": []}, []
     warm = WINDOW  # measure with a full window only
     for index in range(warm + frames):
@@ -95,7 +96,7 @@ def sound_to_label(session, frontend, clip: Path, hop: float) -> dict:
     source = open_file(clip, paced=True)
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
-    stream = Stream(source, WINDOW, hop_samples(hop), **session.graph)
+    stream = Stream(source, StreamSettings(WINDOW, hop, **session.graph))
     meta = session.metadata
     sink = JsonlSink(os.devnull)
     latencies, pending = [], list(CLICK_TIMES_S)

@@ -42,7 +42,8 @@ from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
 from mmgat.model.frontend import ASSETS
 from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.scheduler import run
-from mmgat.stream.stream import Stream, hop_samples
+from mmgat.stream.settings import StreamSettings
+from mmgat.stream.stream import Stream
 from mmgat.stream.sinks import JsonlSink, record
 from mmgat.stream.sources import DeviceSource, SourceError
 
@@ -124,7 +125,7 @@ def check_model(pipeline: Pipeline, session, excerpt: np.ndarray, instrument: st
         raise Failed(f"the model has no class {instrument!r}")
     lead = window * SAMPLE_RATE + FRAME_SAMPLES
     audio = np.concatenate([np.zeros(lead, np.float32), excerpt / 32768.0]).astype(np.float32)
-    stream, marks = Stream.fed(window, hop_samples(1.0), **session.graph), {False: [], True: []}
+    stream, marks = Stream.fed(StreamSettings(window, 1.0, **session.graph)), {False: [], True: []}
     for at in range(0, len(audio), BLOCK):
         stream.feed(audio[at:at + BLOCK])
         for update in pipeline.step([stream]):
@@ -176,7 +177,7 @@ def mic_to_label(session, frontend, device: int, fifo: Path, excerpt, args, hop:
     pipeline = Pipeline(session, frontend)
     pipeline.warm_up()
     source = DeviceSource(str(device))  # what `mmgat-live --device N` opens
-    stream = Stream(source, args.window, hop_samples(hop), **session.graph)
+    stream = Stream(source, StreamSettings(args.window, hop, **session.graph))
     input_latency_ms = source._stream.latency * 1e3  # DeviceSource shows it only in its description
     meta, sink, writer = session.metadata, JsonlSink(os.devnull), Writer(fifo, audio, starts)
     latencies, skipped, waiting = [None] * len(starts), [], []

@@ -32,7 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmgat.stream.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, torchaudio
 from mmgat.stream.pipeline import Pipeline
-from mmgat.stream.stream import Stream, hop_samples
+from mmgat.stream.settings import StreamSettings
+from mmgat.stream.stream import Stream
 
 from live_latency import percentiles
 from machine import machine, save
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
         pipeline = Pipeline(session, frontend)
         pipeline.warm_up()
-        state = Stream.fed(WINDOW, hop_samples(1.0), **session.graph)
+        state = Stream.fed(StreamSettings(WINDOW, 1.0, **session.graph))
         examples = {"ours": audio16[None, :FRAME_SAMPLES], "cnn14": audio32[None, :CNN14_SAMPLES],
                     "yamnet": audio16[None, :YAMNET_PATCH_SAMPLES]}
         flops = {name: gflops(forwards[name], example) for name, example in examples.items()}  # also warms up

@@ -8,7 +8,7 @@
    names (decoding included). `--source stdin` instead pipes the same audio as s16le:16000:1 into
    `--stdin-format` (no disk at all; the same pipeline behind another reader).
 2. Real time: `--realtime-minutes` (default 20) of `mmgat-live --device pulse` against a virtual
-   microphone (mmgat.stream.virtual_mic.VirtualMic: a private PulseAudio daemon with a pipe source
+   microphone (virtual_mic.VirtualMic: a private PulseAudio daemon with a pipe source
    that loops the demo clip in real time), with `--duration` set to match.
 
 For both, once a second: the child's VmRSS, thread count and open fds (/proc/PID) and the number
@@ -56,8 +56,8 @@ from rich.table import Table
 from machine import machine, save
 from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.frontend import ASSETS
-from mmgat.stream.virtual_mic import LIVE_COMMAND as LIVE
-from mmgat.stream.virtual_mic import VirtualMic, Watch
+from virtual_mic import LIVE_COMMAND as LIVE
+from virtual_mic import VirtualMic, Watch
 
 
 DEMO = ASSETS / "demo.flac"

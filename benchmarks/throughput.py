@@ -23,7 +23,8 @@ from rich.table import Table
 
 from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
 from mmgat.stream.options import FRONTEND_PRECISIONS
-from mmgat.stream.tag import LocalEngine, Options, expand_paths
+from mmgat.stream.tag import expand_paths
+from mmgat.stream.tag_engine import LocalEngine, TagOptions
 
 from machine import machine, processor, save
 from mmgat_ort import artifact
@@ -57,8 +58,8 @@ def tag(engine: LocalEngine, paths: list[str]) -> dict:
 def measure(model: Path, paths: list[str], cpu: bool, threads: int, batch: int,
             precision: str | None) -> dict:
     started = time.perf_counter()
-    engine = LocalEngine(Options(model=str(model), cpu=cpu, precision=precision, threads=threads,
-                                 batch=batch))
+    engine = LocalEngine(TagOptions(model=str(model), cpu=cpu, precision=precision, threads=threads,
+                                    batch=batch))
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     engine([(0, paths[0])], lambda index, row: None)

@@ -22,7 +22,9 @@ from typing import Callable
 
 USER_ERROR, USAGE_ERROR, INTERRUPTED = 1, 2, 130
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-LOGGER = "mmgat"  # every module logs under it (logging.getLogger(__name__))
+# Every module logs under it: logging.getLogger(__name__), or, in a command module that also
+# runs as __main__ (python -m), its dotted name spelled out.
+LOGGER = "mmgat"
 
 
 class UsageError(ValueError):

@@ -32,8 +32,8 @@ import torch
 from numba import njit
 
 from mmgat.model.audio import EMBED_DIM
+from mmgat.model.window import MAX_WINDOW, check_window  # noqa: F401 (MAX_WINDOW: for its importers)
 
-MAX_WINDOW = 64
 NUM_SCALES = 3
 NORM_EPS = 1e-12
 SIMILARITIES = ("cosine", "l1", "euclidean", "emd")
@@ -46,8 +46,8 @@ def check_similarity(similarity: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Streaming: numba kernels over preallocated buffers (nogil, so a worker thread can push while
-# the audio thread runs).
+# Streaming: numba kernels over preallocated buffers (nogil: while a push runs, a device's
+# callback can take the GIL on PortAudio's thread).
 
 
 # The kernels' codes for SIMILARITIES (l1 is what the distance kernels do when no other applies).
@@ -290,8 +290,7 @@ class InstanceGraph:
 
     def __init__(self, window: int, dim: int = EMBED_DIM, neighbours: int = 2,
                  similarity: str = "cosine"):
-        if not 1 <= window <= MAX_WINDOW:
-            raise ValueError(f"window must be 1..{MAX_WINDOW}, got {window}")
+        window = check_window(window)
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         if neighbours < 1:

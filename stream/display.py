@@ -7,6 +7,7 @@ level, stream and model facts, per-stage latency p50/p99 and the overrun count.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from rich.text import Text
 
 from mmgat.stream.latency import STAGES, LatencyStats
 from mmgat.stream.pipeline import Update
+from mmgat.stream.settings import StreamSettings
 
 BAR_CELLS = 24
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -27,6 +29,7 @@ METER_CELLS = 20
 METER_FLOOR_DBFS = -60.0  # the level meter's left end
 TABLE_WIDTH_WITHOUT_HEAT = 60  # name + bar + numbers + padding: what is left shows seconds
 FULL_HEIGHT = 30  # rows the boxed layout needs; shorter terminals (80 x 24) get the compact one
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,15 +42,15 @@ class RunInfo:
     model: str
     provider: str
     frontend: str
-    window: int
-    hop: float
+    settings: StreamSettings
     classes: tuple
     groups: tuple
     thresholds: np.ndarray
 
     def summary(self) -> str:
         return (f"{self.source} ({self.rate} Hz x {self.channels} -> 16 kHz mono) | model {self.model} "
-                f"on {self.provider} | frontend {self.frontend} | window {self.window} | hop {self.hop:g} s")
+                f"on {self.provider} | frontend {self.frontend} | window {self.settings.window} | "
+                f"hop {self.settings.hop_s:g} s")
 
 
 def probability_bar(p: float, threshold: float, active: bool) -> Text:
@@ -131,7 +134,7 @@ class LiveDisplay:
         info = self.info
         stream = Text(f"t {update.t:8.2f} s   ") + level_meter(update.level_dbfs) \
             + Text(f"   {losses(update)}", style="red" if update.overruns or update.input_overflows else "")
-        heat_cells = max(0, min(info.window, self.console.width - TABLE_WIDTH_WITHOUT_HEAT))
+        heat_cells = max(0, min(info.settings.window, self.console.width - TABLE_WIDTH_WITHOUT_HEAT))
         table = Table(box=None, padding=(0, 1), show_edge=False)
         table.add_column("instrument")
         table.add_column("probability")
@@ -147,23 +150,39 @@ class LiveDisplay:
         groups = Text("onset groups ", style="bold")
         for name, p in zip(info.groups, update.group_probs):
             groups.append(f" {name} {float(p):.2f}")
-        if self.console.height < FULL_HEIGHT:  # no box, no column titles: 24 rows in all
-            table.show_header = False
-            facts = Text(f"mmgat-live  ORT {info.provider}  window {info.window}  hop {info.hop:g} s | "
+        window, hop_s = info.settings.window, info.settings.hop_s
+        if self.console.height < FULL_HEIGHT:  # no box, the groups beside the stream: 24 rows in all
+            facts = Text(f"mmgat-live  ORT {info.provider}  window {window}  hop {hop_s:g} s | "
                          f"frontend {info.frontend} | {info.source} {info.rate} Hz x {info.channels} | "
                          f"model {info.model}")  # most useful first: the end may be cut
-            latency = latency_text(self.stats)
-            for line in (facts, latency):
+            stream_and_groups, latency = stream + Text("   ") + groups, latency_text(self.stats)
+            for line in (facts, stream_and_groups, latency):
                 line.no_wrap, line.overflow = True, "ellipsis"
-            return Group(facts, stream, table, groups, latency)
+            return Group(facts, stream_and_groups, table, latency)
         header = Table.grid(padding=(0, 2))
         header.add_row(Text("source", style="bold"), Text(
             f"{info.source}  {info.rate} Hz x {info.channels} -> 16 kHz mono"))
         header.add_row(Text("model", style="bold"), Text(
-            f"{info.model}  ORT {info.provider}  window {info.window}  hop {info.hop:g} s"))
+            f"{info.model}  ORT {info.provider}  window {window}  hop {hop_s:g} s"))
         header.add_row(Text("frontend", style="bold"), Text(info.frontend))
         header.add_row(Text("stream", style="bold"), stream)
         return Group(Panel(header, title="mmgat-live", title_align="left"), table, groups, latency_text(self.stats))
+
+
+class Silent:
+    """-q: nothing on the terminal but warnings and errors (the sinks still write)."""
+
+    def start(self) -> None:
+        pass
+
+    def update(self, update: Update) -> None:
+        pass
+
+    def notice(self, message: str) -> None:
+        log.warning(message)
+
+    def close(self) -> None:
+        pass
 
 
 class PlainLines:

@@ -98,7 +98,7 @@ class Pipeline:
                 stream=stream, end_sample=stream.end_sample(frame.index), probs=probs,
                 group_probs=scores["group_probs"][b], node_probs=scores["node_probs"][b, :batch.counts[b]],
                 active=active_classes(self.classes, probs, self.session.thresholds),
-                level_dbfs=level_dbfs(frame.samples[-stream.hop:]), overruns=stream.overruns,
+                level_dbfs=level_dbfs(frame.samples[-stream.settings.hop_samples:]), overruns=stream.overruns,
                 input_overflows=stream.input_overflows, latency_ms=latency))
         return updates
 

@@ -1,11 +1,13 @@
 """The one loop of `mmgat-live` and `mmgat-tag`: pull audio into every stream, step the pipeline
 over all of them, hand each update to the outputs, end the streams that are done.
 
-One thread does all of it (a device's callback runs on PortAudio's thread and only fills its
-ring buffer). While no stream has a frame ready, the loop sleeps until the next one is due, then
-polls briefly for the last samples, so a live frame is computed a few milliseconds after its
-last sample arrives and the audio is read and resampled about once per hop, not continuously.
-Unpaced sources (files in batch) always have a frame ready, so the loop never sleeps on them.
+Every step runs on the caller's thread. Other threads only serve it: PortAudio's, where a
+device's callback copies blocks into its ring buffer; ONNX Runtime's intra-op threads (with
+--threads above 1); and a short-lived one that closes a device (sources.py). While no stream has
+a frame ready, the loop sleeps until the next one is due, then polls briefly for the last
+samples, so a live frame is computed a few milliseconds after its last sample arrives and the
+audio is read and resampled about once per hop, not continuously. Unpaced sources (files in
+batch) always have a frame ready, so the loop never sleeps on them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def run(pipeline: Pipeline, streams: Iterable[Stream], emit: Callable[[Update], 
             stream = next(waiting, None)
             if stream is None:
                 break
-            stream.source.start()
+            stream.start()
             running.append(stream)
         if not running:
             return

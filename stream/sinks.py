@@ -13,7 +13,8 @@ from mmgat.stream.pipeline import Update
 
 def record(update: Update, classes, groups) -> dict:
     """The JSONL record: t, probs, active, seconds, latency_ms, overruns (+ input_overflows, groups,
-    level_dbfs)."""
+    level_dbfs). `seconds` holds one row per second of the window, oldest first, each a list of
+    probabilities in `classes` order (the first record of a JsonlSink names them)."""
     return {
         "t": round(update.t, 4),
         "probs": {name: round(float(p), 5) for name, p in zip(classes, update.probs)},
@@ -41,7 +42,16 @@ class TextSink:
 
 
 class JsonlSink(TextSink):
+    """One JSON object per line. Given `classes`, the first record also carries them, first:
+    the order of the columns of every `seconds` row (as the CSV header names its columns)."""
+
+    def __init__(self, path: str, classes=None):
+        super().__init__(path)
+        self.header = {"classes": list(classes)} if classes is not None else {}
+
     def write(self, rec: dict) -> None:
+        if self.header:
+            rec, self.header = {**self.header, **rec}, {}
         self.file.write(json.dumps(rec, separators=(",", ":")) + "\n")
         self.file.flush()
 

@@ -23,7 +23,7 @@ from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, open_sound
 from mmgat.stream.resample import check_rate
 from mmgat.stream.ring import RingBuffer
 
-RING_SECONDS = 4.0  # device audio the ring holds between the callback and the worker
+RING_SECONDS = 4.0  # device audio the ring holds between the callback and the scheduler's loop
 # A started device silent this long is gone. Blocks come every few ms, but a busy CPU can hold
 # the callback back for over a second (measured: benchmarks/cpu_stress.py); past what the ring
 # holds, the audio would be lost anyway.
@@ -31,8 +31,8 @@ STALL_SECONDS = RING_SECONDS
 CLOSE_TIMEOUT_S = 2.0  # closing a device that went away may hang in PortAudio: give up then
 STDIN_SUBTYPES = {"s16le": "PCM_16", "s32le": "PCM_32", "f32le": "FLOAT"}
 STDIN_FORMAT = re.compile(r"(?P<encoding>[a-z0-9]+):(?P<rate>\d+):(?P<channels>\d+)")
-NO_INPUT_DEVICES = ("no input devices: PortAudio sees no microphone here; to make a virtual one, "
-                    'see "No microphone? a virtual one" in README.md')
+NO_INPUT_DEVICES = ("no input devices: PortAudio sees no microphone here; plug one in, or read audio "
+                    "with --file, --stdin-format or --demo")
 
 
 class SourceError(ValueError):
@@ -50,6 +50,7 @@ class Source(Protocol):
     rate: int  # samples per second per channel, as read
     channels: int
     finished: bool  # True once read() has returned the last sample
+    consumed: int  # frames read() has returned so far
     overruns: int  # frames dropped so far because the reader fell behind (a device's ring)
     input_overflows: int  # times so far the device lost input before the source saw it
 
@@ -125,7 +126,7 @@ def resolve_input_device(spec: str | None) -> int:
 
 def input_settings(index: int) -> tuple[int, int]:
     """(rate, channels) to open the device with: 16 kHz mono when it can, else its native rate
-    (mono, then all its channels); the worker resamples and downmixes."""
+    (mono, then all its channels); its Stream resamples and downmixes."""
     import sounddevice as sd
 
     info = sd.query_devices(index)
@@ -168,6 +169,7 @@ class DeviceSource:
         self.description = f"{name} ({self._stream.latency * 1e3:.0f} ms input latency)"
         self._last_block = float("inf")  # monotonic time of the last block; set by start()
         self.input_overflows = 0  # blocks PortAudio reports lost before they reached the callback
+        self.consumed = 0
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
@@ -194,6 +196,7 @@ class DeviceSource:
         """What the ring holds; once it is empty, DeviceLost if PortAudio stopped the stream
         or no block came for STALL_SECONDS (so every sample that arrived is delivered first)."""
         block = self.ring.read(max_frames)
+        self.consumed += len(block)
         if len(block) or max_frames == 0:
             return block
         if not self._stream.active:

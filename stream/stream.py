@@ -15,37 +15,18 @@ second). Every update therefore scores the last W seconds ending now, with the n
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from mmgat.model.audio import EMBED_DIM, FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.model.graph import MAX_WINDOW, InstanceGraph
+from mmgat.model.graph import InstanceGraph
 from mmgat.stream.resample import StreamResampler
+from mmgat.stream.settings import StreamSettings
 from mmgat.stream.sources import ArraySource, Source
 
 MAX_PENDING_FRAMES = 8  # ready frames a stream may hold: bounds its audio and its batch share
-MAX_PHASES = 20  # hops per frame at most (hop >= 50 ms): bounds the graphs per stream
-
-
-def check_window(window: int) -> int:
-    if not 1 <= window <= MAX_WINDOW:
-        raise ValueError(f"window must be 1..{MAX_WINDOW} frames, got {window}")
-    return int(window)
-
-
-def hop_samples(hop_seconds: float) -> int:
-    """Hop in samples; it must split a frame into whole hops of whole samples."""
-    samples = round(hop_seconds * SAMPLE_RATE) if math.isfinite(hop_seconds) else 0
-    if (samples < 1 or abs(samples - hop_seconds * SAMPLE_RATE) > 1e-6
-            or FRAME_SAMPLES % samples or FRAME_SAMPLES // samples > MAX_PHASES):
-        choices = ", ".join(f"{FRAME_SAMPLES / k / SAMPLE_RATE:g}" for k in range(1, MAX_PHASES + 1)
-                            if FRAME_SAMPLES % k == 0)
-        raise ValueError(f"hop must divide the {FRAME_SAMPLES / SAMPLE_RATE:g} s frame into whole "
-                         f"hops ({choices} s), got {hop_seconds:g}")
-    return samples
 
 
 @dataclass
@@ -66,14 +47,13 @@ class Stream:
     `limit` (samples) ends the stream early (--duration).
     """
 
-    def __init__(self, source: Source, window: int, hop: int, neighbours: int = 2,
-                 similarity: str = "cosine", limit: int | None = None, name: str = ""):
-        self.window, self.hop, self.limit = check_window(window), hop, limit
+    def __init__(self, source: Source, settings: StreamSettings, limit: int | None = None, name: str = ""):
+        self.settings, self.limit = settings, limit
         self.name = name or source.description
-        self.graphs = [InstanceGraph(window, EMBED_DIM, neighbours, similarity=similarity)
-                       for _ in range(FRAME_SAMPLES // hop)]
-        self.audio = np.zeros(FRAME_SAMPLES + (MAX_PENDING_FRAMES - 1) * hop, np.float32)
-        self.start = 0  # stream sample index of audio[0]
+        self.graphs = [InstanceGraph(settings.window, EMBED_DIM, settings.neighbours,
+                                     similarity=settings.similarity) for _ in range(settings.phases)]
+        self.audio = np.zeros(FRAME_SAMPLES + (MAX_PENDING_FRAMES - 1) * settings.hop_samples, np.float32)
+        self.audio_start = 0  # stream sample index of audio[0]
         self.filled = 0
         self.frames = 0  # frames taken so far
         self._read_ms = 0.0  # reading + resampling time not yet charged to a frame
@@ -81,10 +61,10 @@ class Stream:
         self._open(source)
 
     @classmethod
-    def fed(cls, window: int, hop: int, **options) -> Stream:
+    def fed(cls, settings: StreamSettings, **options) -> Stream:
         """A stream whose caller feeds it 16 kHz mono audio itself (`feed`), e.g. a program that
         already holds the audio, a benchmark pacing many streams; its source is empty."""
-        return cls(ArraySource(np.zeros(0, np.float32), description="fed"), window, hop, **options)
+        return cls(ArraySource(np.zeros(0, np.float32), description="fed"), settings, **options)
 
     def _open(self, source: Source) -> None:
         self.source, self.resampler = source, StreamResampler(source.rate, source.channels)
@@ -97,6 +77,20 @@ class Stream:
         self._lost_before = (self.overruns, self.input_overflows)
         self.close()
         self._open(source)
+
+    def start(self) -> None:
+        """Let the source begin delivering (a device starts recording, a paced file its clock)."""
+        self.source.start()
+
+    @property
+    def description(self) -> str:
+        """The current source, for messages."""
+        return self.source.description
+
+    @property
+    def source_seconds(self) -> float:
+        """Seconds of input the current source has delivered (a file's length once it ended)."""
+        return self.source.consumed / self.source.rate
 
     @property
     def overruns(self) -> int:
@@ -111,7 +105,7 @@ class Stream:
     @property
     def received(self) -> int:
         """Stream samples fed so far."""
-        return self.start + self.filled
+        return self.audio_start + self.filled
 
     @property
     def complete(self) -> bool:
@@ -152,7 +146,7 @@ class Stream:
     def ready(self) -> int:
         if self.received < FRAME_SAMPLES:
             return 0
-        return (self.received - FRAME_SAMPLES) // self.hop + 1 - self.frames
+        return (self.received - FRAME_SAMPLES) // self.settings.hop_samples + 1 - self.frames
 
     def take(self) -> list[Frame]:
         """The ready frames, oldest first; drops the audio no later frame needs."""
@@ -160,14 +154,14 @@ class Stream:
         if count == 0:
             return []
         read_ms, self._read_ms = self._read_ms / count, 0.0
-        taken = []
+        hop, taken = self.settings.hop_samples, []
         for index in range(self.frames, self.frames + count):
-            offset = index * self.hop - self.start
+            offset = index * hop - self.audio_start
             taken.append(Frame(index, self.audio[offset:offset + FRAME_SAMPLES].copy(), read_ms))
         self.frames += count
-        drop = self.frames * self.hop - self.start
+        drop = self.frames * hop - self.audio_start
         self.audio[: self.filled - drop] = self.audio[drop:self.filled]
-        self.start += drop
+        self.audio_start += drop
         self.filled -= drop
         return taken
 
@@ -177,7 +171,7 @@ class Stream:
 
     def end_sample(self, index: int) -> int:
         """Stream samples at the end of frame `index`."""
-        return index * self.hop + FRAME_SAMPLES
+        return index * self.settings.hop_samples + FRAME_SAMPLES
 
     def seconds_to_next_frame(self) -> float:
         return max(0, self.end_sample(self.frames) - self.received) / SAMPLE_RATE

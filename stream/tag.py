@@ -1,39 +1,33 @@
-"""`mmgat-tag`: tag audio files in batch on the live runtime's own pipeline.
+"""`mmgat-tag`: tag audio files with the instruments they hold, one row per file.
 
     mmgat-tag song.flac more/ --out tags.jsonl
     mmgat-tag corpus/ --out tags.parquet --threads 2        # Parquet needs pyarrow
     mmgat-tag corpus/ --out tags.jsonl --engine ray          # Ray needs ray
 
-Every file runs through the same code as `mmgat-live --file F --as-fast-as-possible`:
-`sources.open_file` (unpaced) -> `stream.Stream` -> `scheduler.run` -> `Pipeline.step`; only the
-outputs differ (a row per file instead of a record per update). Several files are in flight at
-once (`--batch`), each its own Stream, so one `Pipeline.step` scores the ready frames of all of
-them in one frontend batch and one MMGAT batch. The hop is 1 s (one update per second of audio).
-With `--engine ray` the files are split into chunks, each a Ray task running this local engine
-(on the CPU, asking Ray for `--threads` CPUs); rows come back to the driver, which writes them
-(tag_extras.py: the Ray engine and the Parquet writer, the two optional dependencies).
-A rich progress bar goes to stderr when it is a terminal; a one-line summary always ends the run.
+Each file is heard as `mmgat-live --file F --as-fast-as-possible` hears it, with one update per
+second of audio; several files are scored together (--batch). With --engine ray, chunks of files
+run as Ray tasks, each on the CPU with --threads threads. A progress bar goes to stderr when it
+is a terminal; a one-line summary ends the run.
 
 One row per input file, in input order:
     path      the file as named (directories are walked: files with an extension libsndfile reads,
               dot-files and dot-directories skipped, sorted; a file named twice is tagged once)
     duration  seconds of audio in the file (null when it cannot be read at all)
-    seconds   per-second probabilities: one list of 20 floats (CLASSES order) per whole second of
-              audio. Second k is a node of every window that ends within W seconds after it; its
-              row is the node's probabilities in the LAST such window (the one that sees the most
-              audio after it: W-1 seconds, or up to the end of the file), i.e. the pipeline's
-              `Update.node_probs`, the per-second activity `mmgat-live` reports under "seconds".
-    probs     clip-level probabilities {class: p}: per class, the max over hops of the window
-              probabilities (`Update.probs`).
-    labels    classes whose clip probability >= the model's per-class threshold (its metadata).
+    seconds   per-second probabilities: one list per whole second of audio, in the order of
+              `classes` (a list the first row of a .jsonl carries; the order of `probs` too).
+              Second k is scored in every window of W seconds that holds it; its list is from
+              the last one (which hears up to W-1 seconds after it), as the live heat strip
+              finally shows it.
+    probs     clip probabilities {class: p}: per class, the highest of the file's windows.
+    labels    classes whose clip probability reaches the model's threshold for that class.
     error     null, or one line saying why the file has no tags (unreadable, empty, shorter than
-              one 1 s frame, decoding failed part way); seconds, probs and labels are then null.
+              one second, decoding failed part way); seconds, probs and labels are then null.
 A file that fails never stops the batch.
 
-Exit status (model/command.py): 0 when every file has its row (rows may carry errors); 1 on a
-user error (no inputs, bad model, unwritable output); 2 on a usage error or a missing optional
-dependency (pyarrow for .parquet, ray for --engine ray); 130 on Ctrl-C or SIGTERM. The rows
-finished so far are written in every case.
+Exit status: 0 when every file has its row (rows may carry errors); 1 on a user error (no inputs,
+bad model, unwritable output); 2 on a usage error or a missing optional dependency (pyarrow for
+.parquet, ray for --engine ray); 130 on Ctrl-C or SIGTERM. The rows finished so far are written
+in every case.
 """
 
 from __future__ import annotations
@@ -43,17 +37,20 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import soundfile
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
 from mmgat.model.command import (INTERRUPTED, OneLineParser, UsageError, add_common_arguments,
-                                 first_line, ignore_further_signals, run_command)
+                                 ignore_further_signals, run_command)
+from mmgat.model.labels import CLASSES
 from mmgat.stream.options import add_runtime_arguments, check_runtime_args, use_threads
 
 PROG = "mmgat-tag"
-TAG_HOP_SECONDS = 1.0  # one update per second of audio: per-second rows need no more
-DEFAULT_BATCH = 8  # files in flight at once, sharing each Pipeline.step
-ROUND = 5  # decimals kept for probabilities (as the live JSONL sink)
+DEFAULT_BATCH = 8  # files in flight at once, sharing each compute step
 # File extensions per libsndfile format name (soundfile.available_formats()); RAW has no header.
 EXTENSIONS = {
     "WAV": ("wav", "wave"), "WAVEX": ("wav",), "FLAC": ("flac",), "OGG": ("ogg", "oga", "opus"),
@@ -65,10 +62,6 @@ EXTENSIONS = {
 }
 OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 log = logging.getLogger("mmgat.stream.tag")  # not __name__: "__main__" under python -m
-
-
-class TagError(ValueError):
-    """A user error: one line on stderr, exit 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def audio_extensions() -> frozenset[str]:
-    import soundfile
-
     return frozenset(ext for name in soundfile.available_formats() for ext in EXTENSIONS.get(name, ()))
 
 
@@ -115,131 +106,16 @@ def expand_paths(paths) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The local engine
-
-
-@dataclass
-class Options:
-    """What an engine needs to build its runtime (plain data: it travels to Ray tasks)."""
-
-    model: str | None = None
-    window: int | None = None
-    cpu: bool = False
-    precision: str | None = None  # default: the device's serving precision
-    threads: int = 1
-    batch: int = DEFAULT_BATCH
-
-
-class LocalEngine:
-    """This process: the pipeline loaded once (so a bad model fails before any output is
-    written), then any number of calls `engine(items, on_row)` that stream (index, path) items
-    through the scheduler, `batch` files at a time, and call on_row(index, row) as each file
-    ends (not in input order)."""
-
-    def __init__(self, options: Options):
-        from mmgat.stream.options import load_pipeline, window_of
-        from mmgat.stream.stream import hop_samples
-
-        self.options = options
-        self.pipeline = load_pipeline(options.model, options.cpu, options.precision, options.threads)
-        self.window = window_of(self.pipeline, options.window)
-        self.hop = hop_samples(TAG_HOP_SECONDS)
-
-    def __call__(self, items, on_row) -> None:
-        from mmgat.model.audio import AudioError
-        from mmgat.stream.scheduler import run
-        from mmgat.stream.sources import open_file
-        from mmgat.stream.stream import Stream
-
-        files = {}  # Stream -> FileTags, while in flight
-
-        def streams():
-            for index, path in items:
-                try:
-                    source = open_file(path, paced=False)
-                except (AudioError, OSError) as error:
-                    on_row(index, error_row(path, error))
-                    continue
-                stream = Stream(source, self.window, self.hop, name=path, **self.pipeline.session.graph)
-                files[stream] = FileTags(index, path, len(self.pipeline.classes))
-                yield stream
-
-        def ended(stream, error) -> None:
-            file = files.pop(stream)
-            on_row(file.index, file.row(stream, self.pipeline) if error is None else error_row(file.path, error))
-
-        try:
-            run(self.pipeline, streams(), lambda update: files[update.stream].add(update),
-                self.options.batch, ended)
-        finally:
-            for stream in files:  # Ctrl-C or a fatal error mid-batch
-                stream.close()
-
-
-class FileTags:
-    """What the updates of one file in flight have said so far."""
-
-    def __init__(self, index: int, path: str, classes: int):
-        import numpy as np
-
-        from mmgat.model.serving import LatestPerSecond
-
-        self.index, self.path = index, path
-        self.seconds = LatestPerSecond()
-        self.clip = np.zeros(classes, np.float32)  # running max of the window probs
-        self.updates = 0
-
-    def add(self, update) -> None:
-        import numpy as np
-
-        from mmgat.model.audio import SAMPLE_RATE
-
-        if update.end_sample % SAMPLE_RATE == 0:  # a window of whole seconds: its nodes are seconds
-            self.seconds.add(update.end_sample // SAMPLE_RATE, update.node_probs)
-        self.clip = np.maximum(self.clip, update.probs)
-        self.updates += 1
-
-    def row(self, stream, pipeline) -> dict:
-        from mmgat.model.audio import SAMPLE_RATE
-        from mmgat.model.serving import active_classes
-        from mmgat.stream.sources import too_short
-
-        duration = round(stream.source.consumed / stream.source.rate, 6)
-        if self.updates == 0:  # the header promised a frame, the data did not hold one
-            return error_row(self.path, too_short(self.path, stream.received, SAMPLE_RATE), duration)
-        probs = [round(float(p), ROUND) for p in self.clip]
-        return {
-            "path": self.path,
-            "duration": duration,
-            "seconds": self.seconds.array().astype(float).round(ROUND).tolist(),
-            "probs": dict(zip(pipeline.classes, probs)),
-            "labels": active_classes(pipeline.classes, probs, pipeline.session.thresholds),
-            "error": None,
-        }
-
-
-def error_row(path: str, error, duration: float | None = None) -> dict:
-    if duration is None:
-        import soundfile
-
-        try:
-            duration = round(soundfile.info(path).duration, 6)
-        except Exception:  # unreadable: no duration to report
-            duration = None
-    message = error if isinstance(error, str) else first_line(error)
-    return {"path": path, "duration": duration, "seconds": None, "probs": None, "labels": None,
-            "error": message}
-
-
-# ---------------------------------------------------------------------------------------------
 # Outputs
 
 
 def open_writer(path: str):
+    """Parquet, else JSONL (its first row carries the classes, as mmgat-live's first record)."""
+    # Imported here, not above: with the runtime, in tag().
     from mmgat.stream.sinks import JsonlSink
     from mmgat.stream.tag_extras import ParquetWriter
 
-    return ParquetWriter(path) if Path(path).suffix.lower() == ".parquet" else JsonlSink(path)
+    return ParquetWriter(path) if is_parquet(path) else JsonlSink(path, CLASSES)
 
 
 class Ordered:
@@ -276,10 +152,6 @@ class Ordered:
 
 
 def progress_bar(total: int, disabled: bool):
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
     console = Console(stderr=True)
     progress = Progress(TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -288,37 +160,43 @@ def progress_bar(total: int, disabled: bool):
     return progress, progress.add_task("tagging", total=total, audio=0.0, errors=0)
 
 
-def check_args(args) -> None:
-    from mmgat.stream import tag_extras
+def is_parquet(path: str) -> bool:
+    return Path(path).suffix.lower() == ".parquet"
 
+
+def check_args(args) -> None:
+    """Flag values that are wrong whatever the model says: checked before anything loads."""
     check_runtime_args(args)
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
     suffix = Path(args.out).suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise UsageError(f"--out must end in {' or '.join(OUTPUT_SUFFIXES)}, got {args.out!r}")
-    if suffix == ".parquet":
+
+
+def tag(args, stop) -> int:
+    check_args(args)
+    # Imported here, not above: the runtime (numba, ONNX Runtime, the frontend) takes seconds to
+    # import, which usage errors and --help must not wait for.
+    from mmgat.stream import tag_extras
+    from mmgat.stream.tag_engine import LocalEngine, TagError, TagOptions
+
+    if is_parquet(args.out):
         tag_extras.import_pyarrow()
     if args.engine == "ray":
         tag_extras.import_ray()
     if os.path.isdir(args.out):
         raise TagError(f"--out {args.out} is a directory")
-
-
-def tag(args, stop) -> int:
-    from mmgat.stream.tag_extras import RayEngine
-
-    check_args(args)
     use_threads(args.threads)
     paths = expand_paths(args.paths)
     if not paths:
         raise TagError(f"no audio files in {', '.join(args.paths)}")
-    options = Options(model=args.model, window=args.window, cpu=args.cpu, precision=args.precision,
-                      threads=args.threads, batch=args.batch)
+    options = TagOptions(model=args.model, window=args.window, cpu=args.cpu, precision=args.precision,
+                         threads=args.threads, batch=args.batch)
     started = time.perf_counter()
-    engine = (RayEngine if args.engine == "ray" else LocalEngine)(options)
+    engine = (tag_extras.RayEngine if args.engine == "ray" else LocalEngine)(options)
     rows = Ordered(open_writer(args.out))  # only now: a bad model leaves no output behind
-    progress, task = progress_bar(len(paths), args.no_progress)
+    progress, task = progress_bar(len(paths), args.no_progress or args.quiet)
 
     def on_row(index: int, row: dict) -> None:
         rows.add(index, row)

@@ -1,8 +1,10 @@
-"""mmgat-tag's two optional dependencies, each imported only when asked for: the Ray engine
-(`--engine ray`, needs ray) and the Parquet writer (`--out X.parquet`, needs pyarrow)."""
+"""mmgat-tag's two optional dependencies, each imported only when asked for (they are slow to
+import and seldom installed): the Ray engine (`--engine ray`, needs ray) and the Parquet writer
+(`--out X.parquet`, needs pyarrow)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict
@@ -10,8 +12,8 @@ from pathlib import Path
 
 from mmgat.model.command import UsageError, first_line
 from mmgat.model.labels import CLASSES
-from mmgat.stream.options import use_threads
-from mmgat.stream.tag import LocalEngine, Options, TagError
+from mmgat.stream.options import check_model, use_threads
+from mmgat.stream.tag_engine import LocalEngine, TagError, TagOptions, stream_settings
 
 
 def import_ray():
@@ -38,20 +40,21 @@ def tag_chunk(items, options: dict) -> list:
     (a bad model) raises here and reaches the driver as the cause of Ray's error."""
     use_threads(options["threads"])  # this Ray worker process is ours while the task runs
     rows = []
-    LocalEngine(Options(**options))(items, lambda index, row: rows.append((index, row)))
+    LocalEngine(TagOptions(**options))(items, lambda index, row: rows.append((index, row)))
     return rows
 
 
 class RayEngine:
     """Chunks of files as Ray tasks, each running the local engine on the CPU with `threads`
     threads (and asking Ray for that many CPUs; one GPU is better used by the local engine's
-    batches than shared by many tasks). The model is checked here first."""
+    batches than shared by many tasks). The model and the stream settings are checked here first,
+    without loading the frontend (a frontend that does not match fails in the first task)."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: TagOptions):
         self.ray = import_ray()
         model = str(Path(options.model).resolve()) if options.model else None
-        self.options = Options(**{**asdict(options), "model": model, "cpu": True})
-        LocalEngine(self.options)
+        self.options = TagOptions(**{**asdict(options), "model": model, "cpu": True})
+        stream_settings(check_model(self.options.model, cpu=True), self.options)
 
     def __call__(self, items, on_row) -> None:
         ray, options = self.ray, self.options
@@ -95,7 +98,8 @@ class ParquetWriter:
             ("path", pa.string()), ("duration", pa.float64()),
             ("seconds", pa.list_(pa.list_(pa.float32()))),
             ("probs", pa.struct([(name, pa.float32()) for name in CLASSES])),
-            ("labels", pa.list_(pa.string())), ("error", pa.string())])
+            ("labels", pa.list_(pa.string())), ("error", pa.string())],
+            metadata={"classes": json.dumps(CLASSES)})  # the order of every `seconds` row
         folder = Path(path).resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):  # fail now, not after the batch
             raise TagError(f"cannot write {path}: {folder} is not a writable directory")

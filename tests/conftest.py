@@ -1,14 +1,19 @@
 """Shared fixtures: a tiny exported artifact (seeded random weights) that the runtime accepts;
-the `mmgat` logger as it was before each test."""
+the `mmgat` logger as it was before each test. The benchmarks' folder is importable too: the
+virtual microphone (benchmarks/virtual_mic.py) serves both."""
 
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
 import pytest
 
 from mmgat.model.checkpoint import random_checkpoint
 from mmgat.model.command import LOGGER
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.fixture(autouse=True)

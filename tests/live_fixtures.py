@@ -1,5 +1,5 @@
 """Helpers and fixtures for the mmgat-live tests: test signals, running the CLI as a
-subprocess, a virtual microphone (stream/virtual_mic.py) as a fixture, and an ALSA config with a
+subprocess, a virtual microphone (benchmarks/virtual_mic.py) as a fixture, and an ALSA config with a
 playback-only device. Import the fixtures you use into the test module."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import soundfile
 from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.labels import CLASSES
 from mmgat.stream.cli import LOADING, PROG
-from mmgat.stream.virtual_mic import LIVE_COMMAND, VirtualMic
+from virtual_mic import LIVE_COMMAND, VirtualMic
 
 LIVE = LIVE_COMMAND
 LOADING_LINE = f"{PROG}: {LOADING}"  # the first line of every run without the dashboard

@@ -27,7 +27,8 @@ from mmgat.stream.pipeline import SILENCE_DBFS
 from mmgat.stream.resample import MAX_AMPLITUDE, MAX_BACKLOG, StreamResampler, check_rate
 from mmgat.stream.ring import RingBuffer
 from mmgat.stream.sources import SoundFileSource
-from mmgat.stream.stream import MAX_PHASES, Stream
+from mmgat.stream.settings import MAX_PHASES, StreamSettings
+from mmgat.stream.stream import Stream
 
 WINDOW = 3
 HOPS = [FRAME_SAMPLES // k for k in range(1, MAX_PHASES + 1) if FRAME_SAMPLES % k == 0]  # every valid hop
@@ -174,11 +175,11 @@ def test_random_stdin_formats_and_bytes(tiny_model, workdir, case, hop):
             assert "holds" in result and "of audio" in result
 
 
-@pytest.mark.parametrize("args, expected", [(["--stdin-format="], "--stdin-format wants"),
-                                            (["--file", ""], "the file name is empty")])
-def test_an_empty_source_is_an_error_not_the_default_device(tiny_model, args, expected):
+@pytest.mark.parametrize("args, code, expected", [(["--stdin-format="], 2, "--stdin-format wants"),
+                                                  (["--file", ""], 1, "the file name is empty")])
+def test_an_empty_source_is_an_error_not_the_default_device(tiny_model, args, code, expected):
     status, _, err = run_main([*args, "--model", tiny_model, "--cpu", "--no-display"], stdin=b"")
-    assert status == 1 and expected in one_error_line(err)
+    assert status == code and expected in one_error_line(err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +412,7 @@ def ring_cases(draw):
 def test_ring_resampler_and_frames_lose_and_repeat_nothing_but_counted_overruns(case):
     rate, channels, capacity, blocks, schedule, hop = case
     device = CounterDevice(rate, channels, capacity, blocks)
-    stream = Stream(device, window=1, hop=hop)
+    stream = Stream(device, StreamSettings(window=1, hop_s=hop / SAMPLE_RATE))
 
     def produce():
         if device.producing:
@@ -455,7 +456,7 @@ def test_odd_rates_stream_from_files_without_a_hang_at_the_smallest_hop(rate):
     buffer.seek(0)
     source = SoundFileSource(soundfile.SoundFile(buffer), "counter", paced=False)
     hop = min(HOPS)
-    stream = Stream(source, window=1, hop=hop)
+    stream = Stream(source, StreamSettings(window=1, hop_s=hop / SAMPLE_RATE))
     assert stream.resampler.backlog <= MAX_BACKLOG
     source.start()
     taken = stream_all(stream, lambda: False, [True], limit=10_000)
@@ -480,7 +481,7 @@ def test_hop_timestamps_are_exact_over_a_hundred_thousand_hops(hop):
     FRAME_SAMPLES) (10^5 frames at the smallest hop), and the time of frame k < 10^5, as the JSONL
     prints it, is the exact decimal (k * hop + FRAME_SAMPLES) / 16000 s."""
     hops = 100_000 if hop == min(HOPS) else 2_000  # the smallest hop takes the most hops per frame
-    stream, fed, index, wrap = Stream.fed(1, hop), 0, 0, 2**20  # counter mod 2**20: exact
+    stream, fed, index, wrap = Stream.fed(StreamSettings(1, hop / SAMPLE_RATE)), 0, 0, 2**20  # counter mod 2**20: exact
     while index < hops:
         room = stream.room()
         stream.feed((np.arange(fed, fed + room) % wrap).astype(np.float32))

@@ -76,7 +76,7 @@ def test_a_spinner_shows_while_the_model_loads_and_gives_way_to_the_dashboard(tm
 
 
 @pytest.mark.parametrize("width, height", [(80, 24), (120, 50)])
-def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
+def test_every_instrument_the_column_titles_and_the_latency_fit_the_terminal(width, height):
     import io
 
     import numpy as np
@@ -86,13 +86,14 @@ def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
     from mmgat.stream.display import LiveDisplay, RunInfo
     from mmgat.stream.latency import LatencyStats
     from mmgat.stream.pipeline import Update
+    from mmgat.stream.settings import StreamSettings
 
     stats = LatencyStats()
     for stage in ("read", "frontend", "graph", "mmgat", "compute", "output"):
         stats.add(stage, 12.5)
     info = RunInfo(source="file /a/rather/long/path/to/some/recording.flac", rate=44100, channels=2,
                    model="/opt/models/mmgat.onnx", provider="CPUExecutionProvider", frontend="vggish-trunk",
-                   window=10, hop=1.0, classes=CLASSES, groups=GROUPS, thresholds=np.full(len(CLASSES), 0.5))
+                   settings=StreamSettings(10, 1.0), classes=CLASSES, groups=GROUPS, thresholds=np.full(len(CLASSES), 0.5))
     probs = np.linspace(0, 1, len(CLASSES))
     update = Update(stream=None, end_sample=12 * 16000, probs=probs, group_probs=np.array([0.2, 0.9, 0.1]),
                     node_probs=np.random.default_rng(0).random((10, 20)),
@@ -106,6 +107,7 @@ def test_every_instrument_and_the_latency_fit_the_terminal(width, height):
     text = "\n".join(screen)
     assert all(name in text for name in CLASSES)
     assert "frontend 12.5/12.5" in text and "CPUExecutionProvider" in text and "overruns 0" in text
+    assert re.search(r"instrument +probability +p +thr", text)  # the table keeps its header
 
 
 def test_device_overflows_show_beside_the_overruns_only_when_they_happen():

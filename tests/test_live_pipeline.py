@@ -12,12 +12,13 @@ from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.ring import RingBuffer
 from mmgat.stream.scheduler import run
 from mmgat.stream.sources import ArraySource
-from mmgat.stream.stream import MAX_PENDING_FRAMES, Stream, hop_samples
+from mmgat.stream.settings import StreamSettings, hop_samples
+from mmgat.stream.stream import MAX_PENDING_FRAMES, Stream
 
 
-def fed_stream(window: int, hop: int, samples=None, **options) -> Stream:
+def fed_stream(window: int, hop_s: float, samples=None, limit=None) -> Stream:
     """A Stream whose audio the test feeds itself (samples: fed now)."""
-    stream = Stream.fed(window, hop, **options)
+    stream = Stream.fed(StreamSettings(window, hop_s), limit=limit)
     if samples is not None:
         stream.feed(samples)
     return stream
@@ -67,8 +68,8 @@ def test_hop_samples_rejects_the_rest(seconds):
 
 
 def test_frames_are_one_second_every_hop_and_the_buffer_never_grows():
-    hop = hop_samples(0.25)
-    stream = fed_stream(window=4, hop=hop)
+    stream = fed_stream(window=4, hop_s=0.25)
+    hop = stream.settings.hop_samples
     capacity = len(stream.audio)
     ramp = np.arange(6 * SAMPLE_RATE, dtype=np.float32)
     taken, position = [], 0
@@ -85,7 +86,7 @@ def test_frames_are_one_second_every_hop_and_the_buffer_never_grows():
 
 
 def test_feeding_more_than_the_room_is_refused_and_the_limit_truncates():
-    stream = fed_stream(window=2, hop=hop_samples(1.0), limit=int(2.5 * SAMPLE_RATE))
+    stream = fed_stream(window=2, hop_s=1.0, limit=int(2.5 * SAMPLE_RATE))
     with pytest.raises(ValueError):
         stream.feed(np.zeros(stream.room() + 1, np.float32))
     stream.feed(np.zeros(3 * SAMPLE_RATE, np.float32))
@@ -94,7 +95,7 @@ def test_feeding_more_than_the_room_is_refused_and_the_limit_truncates():
 
 def test_each_hop_phase_keeps_its_own_graph_of_back_to_back_seconds(runtime):
     session, frontend = runtime
-    stream = fed_stream(3, hop_samples(0.5),
+    stream = fed_stream(3, 0.5,
                         np.random.default_rng(0).standard_normal(4 * SAMPLE_RATE).astype(np.float32) * 0.1)
     updates = Pipeline(session, frontend).step([stream])
     # Frames end at 1.0, 1.5, ..., 4.0 s; the window ending at t holds the seconds t, t-1, ... >= 1.
@@ -109,12 +110,12 @@ def test_streams_share_one_frontend_call_and_one_padded_mmgat_call(runtime):
     audio = [rng.standard_normal(s * SAMPLE_RATE).astype(np.float32) * 0.1 for s in (3, 5)]
 
     def alone(samples):
-        return Pipeline(session, frontend).step([fed_stream(10, hop_samples(1.0), samples)])
+        return Pipeline(session, frontend).step([fed_stream(10, 1.0, samples)])
 
     expected = [alone(samples) for samples in audio]
     counting_frontend, counting_session = CountingFrontend(frontend), CountingSession(session)
     pipeline = Pipeline(counting_session, counting_frontend)
-    streams = [fed_stream(10, hop_samples(1.0), samples) for samples in audio]
+    streams = [fed_stream(10, 1.0, samples) for samples in audio]
     updates = pipeline.step(streams)
 
     assert counting_frontend.batches == [8] and counting_session.batches == [8]  # 3 + 5 frames, one call each
@@ -133,11 +134,11 @@ def test_a_stream_that_fell_behind_is_caught_up_in_one_frontend_batch(runtime):
     counting = CountingFrontend(frontend)
     pipeline = Pipeline(session, counting)
     audio = np.random.default_rng(2).standard_normal(SAMPLE_RATE * MAX_PENDING_FRAMES).astype(np.float32) * 0.1
-    stream = fed_stream(3, hop_samples(1.0))
+    stream = fed_stream(3, 1.0)
     stream.feed(audio[:stream.room()])  # as much as a stream may hold pending
     updates = pipeline.step([stream])
     assert counting.batches == [MAX_PENDING_FRAMES] and len(updates) == MAX_PENDING_FRAMES
-    one_by_one, paced = [], fed_stream(3, hop_samples(1.0))
+    one_by_one, paced = [], fed_stream(3, 1.0)
     for second in range(MAX_PENDING_FRAMES):
         paced.feed(audio[second * SAMPLE_RATE:(second + 1) * SAMPLE_RATE])
         one_by_one += pipeline.step([paced])
@@ -149,7 +150,7 @@ def test_a_stream_that_fell_behind_is_caught_up_in_one_frontend_batch(runtime):
 
 def test_silence_is_the_floor_level_and_latency_is_this_frames_compute(runtime):
     session, frontend = runtime
-    stream = fed_stream(10, hop_samples(1.0), np.zeros(2 * SAMPLE_RATE, np.float32))
+    stream = fed_stream(10, 1.0, np.zeros(2 * SAMPLE_RATE, np.float32))
     for update in Pipeline(session, frontend).step([stream]):
         assert update.level_dbfs == -120.0
         assert set(update.latency_ms) == {"read", "frontend", "graph", "mmgat", "compute"}
@@ -165,7 +166,7 @@ def test_loss_counts_run_on_across_a_replaced_source():
             super().__init__(np.zeros(SAMPLE_RATE, np.float32))
             self.overruns, self.input_overflows = overruns, overflows
 
-    stream = Stream(Lossy(5, 1), 2, hop_samples(1.0))
+    stream = Stream(Lossy(5, 1), StreamSettings(2, 1.0))
     stream.replace_source(Lossy(7, 2))
     assert (stream.overruns, stream.input_overflows) == (12, 3)
 
@@ -218,7 +219,7 @@ class SlowFrontend:
 def test_a_slow_consumer_counts_overruns_with_flat_memory(runtime):
     session, _ = runtime
     source = RingFedSource(ring_seconds=2.0, block=3200, every_s=0.005)  # ~40x real time
-    stream = Stream(source, 10, hop_samples(1.0), limit=40 * SAMPLE_RATE)
+    stream = Stream(source, StreamSettings(10, 1.0), limit=40 * SAMPLE_RATE)
     pipeline = Pipeline(session, SlowFrontend())
     updates, memory = [], []
 

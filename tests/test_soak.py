@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 from live_fixtures import LIVE, check_record
-from mmgat.stream.virtual_mic import Watch
+from virtual_mic import Watch
 from mmgat.model.audio import SAMPLE_RATE
 
 SOAK_S = 600  # stream seconds through the accelerated run

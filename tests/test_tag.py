@@ -13,7 +13,7 @@ import soundfile
 
 from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.labels import CLASSES
-from mmgat.stream import tag
+from mmgat.stream import tag, tag_engine
 
 
 def tone(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1) -> np.ndarray:
@@ -72,6 +72,7 @@ def test_one_row_per_input_with_errors_for_bad_files(tiny_model, tmp_path, capsy
                          "--window", "4", "--batch", "3"], capsys)
     assert code == 0, err
     rows = read_rows(out)
+    assert rows[0].pop("classes") == list(CLASSES)  # the order of every `seconds` list, once
     assert [row["path"] for row in rows] == files  # one per input, in input order
     by_name = {row["path"].rsplit("/", 1)[-1]: row for row in rows}
     bad = {"bad.wav", "short.wav", "empty.wav", "missing.wav"}
@@ -95,6 +96,7 @@ def test_rows_are_what_the_live_pipeline_says(tiny_model, tmp_path, capsys):
     window holding it; batching files together changes nothing."""
     from mmgat.stream.options import load_pipeline
     from mmgat.stream.scheduler import run
+    from mmgat.stream.settings import StreamSettings
     from mmgat.stream.sources import open_file
     from mmgat.stream.stream import Stream
 
@@ -107,7 +109,7 @@ def test_rows_are_what_the_live_pipeline_says(tiny_model, tmp_path, capsys):
 
     pipeline = load_pipeline(tiny_model, cpu=True, precision=None, threads=1)
     updates = []
-    run(pipeline, [Stream(open_file(clip, paced=False), 3, SAMPLE_RATE, **pipeline.session.graph)],
+    run(pipeline, [Stream(open_file(clip, paced=False), StreamSettings(3, 1.0, **pipeline.session.graph))],
         updates.append)
     assert [u.t for u in updates] == [1.0, 2.0, 3.0, 4.0, 5.0]
     clip_probs = np.max([u.probs for u in updates], axis=0)
@@ -124,11 +126,12 @@ def test_per_second_rows_come_from_whole_second_windows_at_any_hop(tiny_model):
     from mmgat.stream.options import load_pipeline
     from mmgat.stream.scheduler import run
     from mmgat.stream.sources import ArraySource
-    from mmgat.stream.stream import Stream, hop_samples
+    from mmgat.stream.settings import StreamSettings
+    from mmgat.stream.stream import Stream
 
     pipeline = load_pipeline(tiny_model, cpu=True, precision=None, threads=1)
-    file, updates = tag.FileTags(0, "a", len(CLASSES)), []
-    stream = Stream(ArraySource(noise(4.0)[:, 0]), 2, hop_samples(0.5), **pipeline.session.graph)
+    file, updates = tag_engine.FileTags(0, "a", len(CLASSES)), []
+    stream = Stream(ArraySource(noise(4.0)[:, 0]), StreamSettings(2, 0.5, **pipeline.session.graph))
     run(pipeline, [stream], lambda update: (updates.append(update), file.add(update)))
     assert [u.t for u in updates] == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
     whole = {u.t: u.node_probs for u in updates if u.t == int(u.t)}
@@ -312,3 +315,24 @@ def test_ray_engine_on_a_real_local_ray_gives_the_local_rows(tiny_model, tmp_pat
         assert local["labels"] == remote["labels"] and local["duration"] == remote["duration"]
         if local["seconds"]:
             np.testing.assert_allclose(remote["seconds"], local["seconds"], atol=1e-4)
+
+
+def test_ray_engine_checks_the_model_without_loading_the_runtime(tiny_model, tmp_path, monkeypatch):
+    """The driver checks the artifact and finds its frontend file; the frontend, its warm-up and
+    the graphs load only in the tasks."""
+    import shutil
+    import sys
+
+    from mmgat.stream import tag_extras
+
+    def never(*args, **kwargs):
+        raise AssertionError("the driver loaded the whole runtime")
+
+    monkeypatch.setitem(sys.modules, "ray", FakeRay())
+    monkeypatch.setattr(tag_engine, "load_pipeline", never)
+    tag_extras.RayEngine(tag_engine.TagOptions(batch=1, model=str(tiny_model), window=4))
+    alone = tmp_path / tiny_model.name  # the artifact without its frontend beside it
+    for suffix in ("", ".sha256"):
+        shutil.copy(f"{tiny_model}{suffix}", f"{alone}{suffix}")
+    with pytest.raises(ValueError, match="needs its frontend"):
+        tag_extras.RayEngine(tag_engine.TagOptions(batch=1, model=str(alone)))

@@ -1,7 +1,7 @@
-"""Live runs without sound hardware, for benchmarks, tests and anyone without a microphone:
-`VirtualMic`, a private PulseAudio daemon whose default source plays what you give it (real
-PortAudio capture, as README.md's "No microphone? a virtual one" sets up by hand), and `Watch`,
-which follows an `mmgat-live` child process's JSONL and its /proc figures.
+"""Live runs without sound hardware, for the benchmarks and the tests (tests/conftest.py puts
+this folder on their path): `VirtualMic`, a private PulseAudio daemon whose default source plays
+what you give it (real PortAudio capture, as README.md's "No microphone? a virtual one" sets up
+by hand), and `Watch`, which follows an `mmgat-live` child process's JSONL and its /proc figures.
 
     mic = VirtualMic(Path("/tmp/pulse")); mic.start(); mic.play(samples)
     subprocess.Popen([*LIVE_COMMAND, "--device", "pulse", "--jsonl", "out.jsonl"], env=mic.env)

@@ -25,8 +25,9 @@ from rich.table import Table
 from mmgat.stream.runtime import frontend_path_for, MMGATSession
 from mmgat.model.audio import load_audio, split_frames
 from mmgat.model.frontend import load_frontend, precisions_on, serving_precision
-from mmgat.model.train.data import extract_instances, read_manifest, synth_clips, synth_split
+from mmgat.model.train.data import read_manifest, synth_clips, synth_split
 from mmgat.model.train.evaluate import evaluate
+from mmgat.model.train.predict import extract_instances
 
 from machine import machine, processor, save
 from mmgat_ort import artifact

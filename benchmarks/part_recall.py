@@ -23,8 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mmgat.model.labels import CLASSES
-from mmgat.model.train.data import SPLITS, predict_clips, read_manifest
+from mmgat.model.train.data import SPLITS, read_manifest
 from mmgat.model.train.evaluate import load_model, model_clips
+from mmgat.model.train.predict import predict_clips
 
 # dB below the loudest part playing at the same time -> bucket name, upper bounds ascending
 MIX_BUCKETS = ((2.0, "within 2 dB"), (4.0, "2-4 dB below"), (float("inf"), "4 dB or more below"))

@@ -23,9 +23,9 @@ from rich.table import Table
 
 from machine import machine
 from mmgat.model.graph import MAX_WINDOW
-from mmgat.model.train.data import predict_clips
 from mmgat.model.train.evaluate import load_model, model_clips
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
+from mmgat.model.train.predict import predict_clips
 
 COLUMNS = ("f1_micro", "f1_macro", "map", "per_second_f1_micro", "per_second_map")
 

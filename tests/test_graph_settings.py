@@ -45,7 +45,7 @@ def eval_window_probs(model, clip, **graph_changes) -> np.ndarray:
     (graph settings from the artifact, unless changed here) and data.collate (build_graph), on
     the artifact's frontend."""
     from mmgat.stream.runtime import load_runtime
-    from mmgat.model.train.data import collate
+    from mmgat.model.train.predict import collate
     from mmgat.model.train.evaluate import load_model
 
     _, frontend = load_runtime(model, cpu=True)

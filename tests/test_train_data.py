@@ -13,6 +13,7 @@ from mmgat.model.labels import CLASSES, NUM_CLASSES, group_max, GROUPS
 from mmgat.model.serving import served_windows
 from mmgat.model.train import data as data_module
 from mmgat.model.train.data import (MANIFEST, cache_path, load_data, synth_split, write_cache)
+from mmgat.model.train.predict import collate
 
 TEST_FINGERPRINT = "0123456789abcdef"
 
@@ -232,7 +233,7 @@ def test_collate_pads_and_builds_the_graph():
     rng = np.random.default_rng(0)
     windows = [rng.standard_normal((n, 128)).astype(np.float32) for n in (3, 7, 1)]
     config = MMGATConfig(similarity="l1", neighbours=3)
-    batch = data_module.collate(windows, config, "cpu")
+    batch = collate(windows, config, "cpu")
     assert batch["nodes"].shape == (3, 7, 128)
     assert batch["node_mask"].sum(dim=1).tolist() == [3, 7, 1]
     weights, masks = build_graph(torch.from_numpy(windows[0])[None], torch.ones(1, 3, dtype=bool),

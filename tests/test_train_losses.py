@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mmgat.model.mmgat import MMGAT, MMGATConfig
-from mmgat.model.train.data import collate, masked_group_targets
+from mmgat.model.train.data import masked_group_targets
+from mmgat.model.train.predict import collate
 from mmgat.model.train.losses import ALPHA, CenterLoss, LossSwitches, MMGATLoss
 
 

@@ -25,10 +25,10 @@ from mmgat.stream.runtime import MMGATSession, frontend_path_for
 from mmgat.model.frontend import AUDIOSET, default_device
 from mmgat.model.graph import MAX_WINDOW
 from mmgat.model.labels import CLASSES, GROUPS
-from mmgat.model.train.data import (SPLITS, load_data, masked_group_targets, predict_clips,
-                                    torch_scorer)
+from mmgat.model.train.data import SPLITS, load_data, masked_group_targets
 from mmgat.model.train.fit import load_checkpoint
 from mmgat.model.train.metrics import evaluate_scores, f1_scores
+from mmgat.model.train.predict import predict_clips, torch_scorer
 
 # Paper Table 4, MMGAT row (OpenMIC-IRMAS test set). The table's columns run "... syn tru tro
 # uku ...": tru = trumpet, tro = trombone.

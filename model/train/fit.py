@@ -45,7 +45,8 @@ from mmgat.model.graph import MAX_WINDOW, SIMILARITIES
 from mmgat.model.labels import CLASSES, GROUPS
 from mmgat.model.mmgat import MMGAT, MMGATConfig
 from mmgat.model.train.data import (INPUTS, ClipSet, load_data, masked_group_targets,
-                                    predict_clips, torch_scorer, training_batches)
+                                    training_batches)
+from mmgat.model.train.predict import predict_clips, torch_scorer
 from mmgat.model.train.losses import LossSwitches, MMGATLoss
 from mmgat.model.train.metrics import evaluate_scores, tune_thresholds
 from mmgat.model.train.text import label_embeddings

@@ -302,107 +302,171 @@ def train_frontend(data, out, seed: int = 0, epochs: float = 5.0, minutes: float
     """Train (or continue training) the frontend; returns a summary with `done` False when the
     time budget ran out before the schedule ended (resume later). `steps` sets the schedule's
     length instead of `epochs`."""
-    device = torch.device(device or default_device())
-    autocast = native_bf16(device)
-    entries = read_manifest(data)[:max_clips]
+    run = FrontendRun(data, seed, epochs, init, max_clips, lr, device, steps)
+    if resume:
+        run.restore()
+    run.train(minutes)
+    summary = run.summary()
+    if run.step < run.total_steps:
+        return {"done": False, **summary}
+    return {"done": True, **run.save(out, summary), **summary}
+
+
+class FrontendRun:
+    """One frontend training run: its data (the log-mel cache, the train and validation
+    seconds), the network, optimizer, one-cycle schedule and augmentation generator, the loop
+    state (step, best validation F1 and its weights, training seconds) and its checkpoint."""
+
+    def __init__(self, data, seed: int, epochs: float, init, max_clips: int | None, lr: float,
+                 device, steps: int | None):
+        self.data, self.seed, self.epochs, self.init, self.lr = data, seed, epochs, init, lr
+        self.device = torch.device(device or default_device())
+        self.autocast = native_bf16(self.device)
+        self.entries = read_manifest(data)[:max_clips]
+        self.examples, self.targets, self.clip = logmel_cache(data, self.entries)
+        self.train_index, val = split_seconds(data, self.entries, self.clip)  # rows of the cache
+        self.val_seconds = len(val)
+        self.val_examples, self.val_targets = np.asarray(self.examples[val]), self.targets[val]
+
+        torch.manual_seed(seed)
+        self.model = Trainee(initial_frontend(init, seed).net).to(self.device).train()
+        if init is not None:  # (a resumed run then loads its own state over it)
+            self.adopt_trunk()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=1e-4,
+                                           fused=True)
+        self.total_steps = steps or max(1, int(epochs * len(self.train_index) / BATCH))
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=lr, total_steps=self.total_steps, pct_start=0.1)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.checkpoint_path = state_path(data)
+        self.step, self.best, self.best_weights, self.spent = 0, -1.0, None, 0.0
+
+    def adopt_trunk(self) -> None:
+        """A trunk that continues training keeps its function (keep_function) and starts with a
+        probe fitted to it (fit_probe), on a seeded sample of the train seconds."""
+        chosen = np.random.default_rng(self.seed).choice(
+            self.train_index, min(PROBE_EXAMPLES, len(self.train_index)), replace=False)
+        keep_function(self.model, torch.from_numpy(np.asarray(
+            self.examples[np.sort(chosen[:KEEP_FUNCTION_EXAMPLES])], np.float32)).to(self.device))
+        chosen.sort()  # memory-mapped rows read in order
+        fit_probe(self.model, self.examples[chosen], self.targets[chosen], self.device,
+                  self.autocast)
+
+    def restore(self) -> None:
+        """Continue from the checkpoint of this data set's run, when there is one."""
+        if not self.checkpoint_path.is_file():
+            return
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if state["total_steps"] != self.total_steps or state["seed"] != self.seed:
+            raise ValueError(f"{self.checkpoint_path} belongs to another run "
+                             "(epochs/seed/clips differ)")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
+        self.step, self.best, self.best_weights, self.spent = (
+            state["step"], state["best"], state["best_weights"], state["spent_s"])
+
+    def checkpoint(self) -> None:
+        save_state(self.checkpoint_path, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "generator": self.generator.get_state(),
+            "step": self.step, "best": self.best, "best_weights": self.best_weights,
+            "spent_s": self.spent, "total_steps": self.total_steps, "seed": self.seed})
+
+    def train_step(self) -> float:
+        """One step on an augmented batch of random train seconds -> its loss."""
+        chosen = np.sort(self.train_index[
+            torch.randint(len(self.train_index), (BATCH,), generator=self.generator).numpy()])
+        batch, targets = augmented(torch.from_numpy(np.asarray(self.examples[chosen], np.float32)),
+                                   torch.from_numpy(self.targets[chosen]), self.generator)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+            logits = self.model(batch.to(self.device))
+        loss = known_bce(logits.float(), targets.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        return loss.item()
+
+    def validate(self) -> float:
+        """Validation F1 of the weights now; the best weights kept (on a tie the later, longer
+        trained ones); then a checkpoint."""
+        score = validation_f1(self.model, self.val_examples, self.val_targets, self.device,
+                              self.autocast)
+        if score >= self.best:
+            self.best = score
+            self.best_weights = {k: v.detach().cpu().clone()
+                                 for k, v in self.model.state_dict().items()}
+        self.checkpoint()
+        return score
+
+    def train(self, minutes: float | None) -> None:
+        """Train until the schedule ends or `minutes` have passed (at least one step per
+        invocation, however short), validating every VALIDATE_EVERY_S and at the end."""
+        started = time.monotonic()
+        deadline = started + 60 * minutes if minutes else float("inf")
+        last_check, first_step, loss = started, self.step, float("nan")
+        with progress_bar() as bar:
+            task = bar.add_task("training the frontend", total=self.total_steps,
+                                completed=self.step)
+            while self.step < self.total_steps:
+                step_loss = self.train_step()
+                loss = step_loss if self.step == first_step + 1 else \
+                    0.98 * loss + 0.02 * step_loss  # smoothed, for the display
+                now = time.monotonic()
+                out_of_time = now >= deadline
+                if (now - last_check >= VALIDATE_EVERY_S or self.step == self.total_steps
+                        or out_of_time):
+                    self.spent += now - last_check
+                    last_check = now
+                    score = self.validate()
+                    if log.isEnabledFor(logging.INFO):  # an info line: -q hides it
+                        bar.console.print(  # the bar's console: above the live bar, not through it
+                            f"step {self.step}/{self.total_steps}  loss {loss:.3f}  val F1 "
+                            f"{score:.3f} (best {self.best:.3f})  {self.spent / 60:.1f} min")
+                rate = BATCH * (self.step - first_step) / max(now - started, 1e-9)
+                bar.update(task, completed=self.step, description=(
+                    f"training the frontend  loss {loss:.3f}  {rate:.0f} ex/s  "
+                    f"val F1 {self.best:.3f}"))
+                if out_of_time:
+                    break
+
+    def summary(self) -> dict:
+        clips = np.unique(self.clip[self.train_index])
+        return {"clips": int(len(clips)), "seconds": int(len(self.train_index)),
+                "val_seconds": self.val_seconds, "seed": self.seed, "epochs": self.epochs,
+                "lr": self.lr, "steps": self.step, "total_steps": self.total_steps,
+                "batch": BATCH, "precision": "bf16 autocast" if self.autocast else "fp32",
+                "device": str(self.device), "train_seconds": round(self.spent, 1),
+                "val_f1_micro_per_second": self.best,
+                "init": ([str(p) for p in self.init] if self.init
+                         else f"seeded random ({self.seed})"),
+                "soundfonts": sorted({sf for i in clips
+                                      for sf in self.entries[i].get("soundfonts", [])})}
+
+    def save(self, out, summary: dict) -> dict:
+        """The best weights, BatchNorm folded, saved as the frontend file `out` (fp16, with
+        `summary`); the data set's embedding cache rebuilt with it -> {fingerprint, file}."""
+        self.model.load_state_dict(self.best_weights)
+        frontend = Frontend(TRUNK)
+        frontend.net = fold_batch_norm(self.model.net.cpu().float()).eval()
+        fingerprint = save_frontend(frontend, out, summary)
+        cached_instances(self.data, [entry["path"] for entry in self.entries], "embedding",
+                         frontend_file=out, rebuild=True)
+        return {"fingerprint": fingerprint, "file": str(out)}
+
+
+def split_seconds(data, entries: list[dict], clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of the cached seconds, by their clips' split; val thinned to a fixed,
+    evenly spaced sample of VAL_SECONDS."""
     split_of_clip = np.array([entry_split(entry) for entry in entries])
-    examples, targets, clip = logmel_cache(data, entries)
     train = np.flatnonzero(split_of_clip[clip] == "train")
     val = np.flatnonzero(split_of_clip[clip] == "val")
     if not len(train) or not len(val):
         raise ValueError(f"{data}: too few clips for a train and a validation split")
-    val = val[np.linspace(0, len(val) - 1, min(VAL_SECONDS, len(val))).astype(int)]
-    val_examples, val_targets = np.asarray(examples[val]), targets[val]
-
-    torch.manual_seed(seed)
-    model = Trainee(initial_frontend(init, seed).net).to(device).train()
-    if init is not None:  # (a resumed run then loads its own state over it)
-        chosen = np.random.default_rng(seed).choice(train, min(PROBE_EXAMPLES, len(train)),
-                                                    replace=False)
-        keep_function(model, torch.from_numpy(np.asarray(
-            examples[np.sort(chosen[:KEEP_FUNCTION_EXAMPLES])], np.float32)).to(device))
-        chosen.sort()  # memory-mapped rows read in order
-        fit_probe(model, examples[chosen], targets[chosen], device, autocast)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=True)
-    total_steps = steps or max(1, int(epochs * len(train) / BATCH))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
-                                                   pct_start=0.1)
-    generator = torch.Generator().manual_seed(seed)
-    checkpoint_path = state_path(data)
-    step, best, best_weights, spent = 0, -1.0, None, 0.0
-    if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["total_steps"] != total_steps or state["seed"] != seed:
-            raise ValueError(f"{checkpoint_path} belongs to another run (epochs/seed/clips differ)")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        step, best, best_weights, spent = (state["step"], state["best"], state["best_weights"],
-                                           state["spent_s"])
-
-    def checkpoint():
-        save_state(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "generator": generator.get_state(), "step": step,
-            "best": best, "best_weights": best_weights, "spent_s": spent,
-            "total_steps": total_steps, "seed": seed})
-
-    started = time.monotonic()
-    deadline = started + 60 * minutes if minutes else float("inf")
-    last_check, first_step, loss = started, step, float("nan")
-    with progress_bar() as bar:
-        task = bar.add_task("training the frontend", total=total_steps, completed=step)
-        while step < total_steps:  # at least one step per invocation, however short
-            chosen = np.sort(train[torch.randint(len(train), (BATCH,), generator=generator).numpy()])
-            batch, batch_targets = augmented(torch.from_numpy(np.asarray(examples[chosen], np.float32)),
-                                             torch.from_numpy(targets[chosen]), generator)
-            with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
-                logits = model(batch.to(device))
-            loss_value = known_bce(logits.float(), batch_targets.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss_value.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            loss = loss_value.item() if step == first_step + 1 else \
-                0.98 * loss + 0.02 * loss_value.item()  # smoothed, for the display
-            now = time.monotonic()
-            out_of_time = now >= deadline
-            if now - last_check >= VALIDATE_EVERY_S or step == total_steps or out_of_time:
-                spent += now - last_check
-                last_check = now
-                score = validation_f1(model, val_examples, val_targets, device, autocast)
-                if score >= best:  # on a tie the later, longer-trained weights
-                    best = score
-                    best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                checkpoint()
-                if log.isEnabledFor(logging.INFO):  # an info line: -q hides it
-                    bar.console.print(  # the bar's console: above the live bar, not through it
-                        f"step {step}/{total_steps}  loss {loss:.3f}  val F1 {score:.3f} "
-                        f"(best {best:.3f})  {spent / 60:.1f} min")
-            rate = BATCH * (step - first_step) / max(now - started, 1e-9)
-            bar.update(task, completed=step, description=(
-                f"training the frontend  loss {loss:.3f}  {rate:.0f} ex/s  val F1 {best:.3f}"))
-            if out_of_time:
-                break
-    summary = {"clips": int(len(np.unique(clip[train]))), "seconds": int(len(train)),
-               "val_seconds": int(len(val)), "seed": seed, "epochs": epochs, "lr": lr,
-               "steps": step, "total_steps": total_steps, "batch": BATCH,
-               "precision": "bf16 autocast" if autocast else "fp32", "device": str(device),
-               "train_seconds": round(spent, 1), "val_f1_micro_per_second": best,
-               "init": [str(p) for p in init] if init else f"seeded random ({seed})",
-               "soundfonts": sorted({sf for i in np.unique(clip[train])
-                                     for sf in entries[i].get("soundfonts", [])})}
-    if step < total_steps:
-        return {"done": False, **summary}
-    model.load_state_dict(best_weights)
-    frontend = Frontend(TRUNK)
-    frontend.net = fold_batch_norm(model.net.cpu().float()).eval()
-    fingerprint = save_frontend(frontend, out, summary)
-    paths = [entry["path"] for entry in entries]
-    cached_instances(data, paths, "embedding", frontend_file=out, rebuild=True)
-    return {"done": True, "fingerprint": fingerprint, "file": str(out), **summary}
+    return train, val[np.linspace(0, len(val) - 1, min(VAL_SECONDS, len(val))).astype(int)]
 
 
 def run(args) -> int:

@@ -1,7 +1,8 @@
 """Data sets as cached per-second instances, their splits, and batches of instance graphs.
 
 Training and evaluation read only `ClipSet`s: per clip an (n_seconds, 128) float32 array of
-instances plus its targets. Two sources:
+instances plus its targets (what computes the instances, and a model's outputs over the clips,
+is in predict.py). Two sources:
 
 - a synthetic set (`mmgat-train synth`): DIR/manifest.jsonl + audio. The frontend embeds every
   clip once; the instances go to DIR/.mmgat-cache/embedding.npz (float16, one array for the

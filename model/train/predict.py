@@ -3,8 +3,8 @@ per-second instances (the frontend in its serving precision, or the log-mel stat
 "mel-spectrogram input" ablation), windows of instances -> batches of graphs, and a model's
 outputs over whole clips as users are served them.
 
-The data sets and their caches (data.py) call the extractors and build their batches here; this
-module reads no data set of its own.
+The data sets and their caches (data.py) embed their clips and build their training batches
+with the functions here; this module imports nothing from data.py.
 """
 
 from __future__ import annotations

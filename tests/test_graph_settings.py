@@ -42,7 +42,7 @@ def clip(tmp_path_factory):
 
 def eval_window_probs(model, clip, **graph_changes) -> np.ndarray:
     """Each window ending at 1, 2, ... s scored the way `mmgat-train eval` does: its load_model
-    (graph settings from the artifact, unless changed here) and data.collate (build_graph), on
+    (graph settings from the artifact, unless changed here) and predict.collate (build_graph), on
     the artifact's frontend."""
     from mmgat.stream.runtime import load_runtime
     from mmgat.model.train.predict import collate

@@ -31,7 +31,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.stream.runtime import load_runtime
+from mmgat.export.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES
 from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.settings import StreamSettings

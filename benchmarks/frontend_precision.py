@@ -22,9 +22,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.stream.runtime import frontend_path_for, MMGATSession
+from mmgat.export.runtime import frontend_path_for, MMGATSession
 from mmgat.model.audio import load_audio, split_frames
-from mmgat.model.frontend import load_frontend, precisions_on, serving_precision
+from mmgat.model.frontend import load_frontend
+from mmgat.model.frontend_file import precisions_on, serving_precision
 from mmgat.model.train.data import read_manifest, synth_clips, synth_split
 from mmgat.model.train.evaluate import evaluate
 from mmgat.model.train.predict import extract_instances

@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.stream.runtime import load_runtime
+from mmgat.export.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
 from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.scheduler import run

@@ -37,9 +37,9 @@ import torchaudio
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.stream.runtime import load_runtime
+from mmgat.export.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.model.frontend import ASSETS
+from mmgat.model.frontend_file import ASSETS
 from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.scheduler import run
 from mmgat.stream.settings import StreamSettings

@@ -20,7 +20,7 @@ from machine import machine, save
 
 
 def artifact(model_arg: str | None) -> Path:
-    from mmgat.stream.runtime import DEFAULT_MODEL
+    from mmgat.export.runtime import DEFAULT_MODEL
 
     if model_arg:
         return Path(model_arg)
@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from mmgat.stream.runtime import MMGATSession
+    from mmgat.export.runtime import MMGATSession
     from mmgat.model.graph import InstanceGraph
 
     path = artifact(args.model)

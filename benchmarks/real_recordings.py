@@ -22,7 +22,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.stream.runtime import MMGATSession
+from mmgat.export.runtime import MMGATSession
 from mmgat.stream.tag import main as tag_main
 
 from machine import machine, save

@@ -55,7 +55,7 @@ from rich.table import Table
 
 from machine import machine, save
 from mmgat.model.audio import SAMPLE_RATE
-from mmgat.model.frontend import ASSETS
+from mmgat.model.frontend_file import ASSETS
 from virtual_mic import LIVE_COMMAND as LIVE
 from virtual_mic import VirtualMic, Watch
 

@@ -4,7 +4,7 @@
     pipeline does every hop) against graph_push.py's numpy rebuild of the same outputs from the
     last W instances, interleaved push by push over a full sliding window.
 (b) MMGAT scoring of one full window at batch 1: ONNX Runtime (MMGATSession.score, 1 intra-op
-    thread) against the torch module (export.onnx.Scorer: what the artifact computes, 1 torch
+    thread) against the torch module (model.scorer.Scorer: what the artifact computes, 1 torch
     thread), interleaved call by call on the same graph.
 p50 / p99 ms per W for each, one thread each (BLAS too), as on a live worker.
 
@@ -33,8 +33,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.export.onnx import Scorer
-from mmgat.stream.runtime import MMGATSession
+from mmgat.model.scorer import Scorer
+from mmgat.export.runtime import MMGATSession
 from mmgat.model.audio import EMBED_DIM
 from mmgat.model.checkpoint import load_checkpoint, random_checkpoint
 from mmgat.model.graph import InstanceGraph

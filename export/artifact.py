@@ -1,5 +1,5 @@
 """The exported artifact's format, shared by the writer (export/onnx.py) and the runtime that
-loads it (stream/runtime.py).
+loads it (export/runtime.py).
 
 An artifact is `NAME.onnx` with its metadata inside (JSON under the `mmgat` key) and
 `NAME.onnx.sha256` beside it; the frontend file it was trained on lies beside it too, and is
@@ -7,8 +7,6 @@ accepted only when its fingerprint matches the metadata.
 """
 
 from __future__ import annotations
-
-import hashlib
 
 from mmgat.model.graph import SIMILARITIES
 from mmgat.model.labels import CLASSES, GROUPS
@@ -24,10 +22,6 @@ REQUIRED_METADATA = ("classes", "groups", "thresholds", "group_thresholds", "sec
 
 class ModelError(ValueError):
     """An artifact that cannot be used: missing, corrupt, or not matching its frontend."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def check_metadata(metadata: dict, source) -> dict:

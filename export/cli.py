@@ -8,9 +8,9 @@ import logging
 import sys
 
 from mmgat.model.command import OneLineParser, UsageError, add_common_arguments, run_command
+from mmgat.model.install import TRAIN_EXTRAS
 
 PROG = "mmgat-export"
-EXTRAS = "install the trainer's extras: pip install '.[train]'"
 
 log = logging.getLogger("mmgat.export.cli")  # not __name__: "__main__" under python -m
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, stop) -> int:
 
 
 def main(argv=None) -> int:
-    return run_command(PROG, build_parser, run, argv, EXTRAS)
+    return run_command(PROG, build_parser, run, argv, TRAIN_EXTRAS)
 
 
 if __name__ == "__main__":

@@ -12,38 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from mmgat.export.artifact import INPUTS, METADATA_KEY, OUTPUTS, check_metadata, sha256_bytes
-from mmgat.stream.runtime import MMGATSession
+from mmgat.export.artifact import INPUTS, METADATA_KEY, OUTPUTS, check_metadata
+from mmgat.export.runtime import MMGATSession
 from mmgat.model.checkpoint import load_checkpoint
 from mmgat.model.graph import build_graph
-from mmgat.model.labels import CLASSES, GROUP_OF_CLASS, GROUPS, NUM_GROUPS
+from mmgat.model.int8 import OPSET
+from mmgat.model.labels import CLASSES, GROUPS
 from mmgat.model.mmgat import MMGAT
+from mmgat.model.scorer import Scorer
+from mmgat.model.sidecar import sidecar, write_with_sidecar
 
-OPSET = 17
 PARITY_WINDOWS = (1, 2, 10, 37, 64)
 PARITY_TOLERANCE = 1e-4
-
-
-class Scorer(nn.Module):
-    """What the artifact computes: probabilities. Without the auxiliary head, a group's
-    probability is that of its most probable member class."""
-
-    def __init__(self, model: MMGAT):
-        super().__init__()
-        self.model = model
-        membership = torch.as_tensor(GROUP_OF_CLASS)[:, None] == torch.arange(NUM_GROUPS)
-        self.register_buffer("membership", membership.float(), persistent=False)  # (C, G)
-
-    def forward(self, nodes, weights, scale_masks, node_mask):
-        out = self.model(nodes, weights, scale_masks, node_mask)
-        probs = torch.sigmoid(out["logits"])
-        if "group_logits" in out:
-            group_probs = torch.sigmoid(out["group_logits"])
-        else:
-            group_probs = (probs[:, :, None] * self.membership).amax(dim=1)
-        return probs, group_probs, torch.sigmoid(out["node_logits"])
 
 
 def example_inputs(model: MMGAT, n: int, batch: int = 1, seed: int = 0):
@@ -95,10 +76,7 @@ def export_model(model: MMGAT, out_path, metadata: dict) -> Path:
                           dynamic_axes=dynamic, opset_version=OPSET)
     proto = onnx.load(str(out_path))
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
-    data = proto.SerializeToString()
-    out_path.write_bytes(data)
-    Path(f"{out_path}.sha256").write_text(f"{sha256_bytes(data)}  {out_path.name}\n")
-    return out_path
+    return write_with_sidecar(out_path, proto.SerializeToString())
 
 
 def export_checkpoint(checkpoint_path, out_path) -> Path:
@@ -108,7 +86,7 @@ def export_checkpoint(checkpoint_path, out_path) -> Path:
     frontend_file = Path(checkpoint["frontend"].get("file") or "")
     if frontend_file.is_file() and frontend_file.parent.resolve() != out_path.parent.resolve():
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        for source in (frontend_file, Path(f"{frontend_file}.sha256")):
+        for source in (frontend_file, sidecar(frontend_file)):
             shutil.copyfile(source, out_path.parent / source.name)
     return export_model(model, out_path, build_metadata(checkpoint, model))
 

@@ -1,4 +1,5 @@
-"""Audio constants (defined once, derived from each other), loading and the VGGish log-mel.
+"""Audio constants (defined once, derived from each other), loading, resampling and the VGGish
+log-mel, in numpy (the live runtime needs no torch; model/frontend.py has the torch twin).
 
 The log-mel follows the AudioSet VGGish release exactly (periodic Hann, magnitude STFT on a
 power-of-two FFT, HTK mel triangles laid out in the mel domain, log(mel + 0.01)), so our
@@ -11,11 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from mmgat.model.install import import_torchaudio
-
-torchaudio = import_torchaudio()  # built for another torch: one clear line, not a traceback
+import soxr
 
 SAMPLE_RATE = 16_000
 FRAME_SECONDS = 1.0  # one instance (graph node) per second of audio
@@ -35,45 +32,50 @@ class AudioError(ValueError):
     """Audio a user handed us that cannot be used (unreadable, empty, too short)."""
 
 
-def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-    return 1127.0 * torch.log1p(hz / 700.0)
+RESAMPLE_QUALITY = "HQ"  # soxr's 20-bit preset; the streaming resampler uses the same
 
 
-def mel_matrix(dtype=torch.float64) -> torch.Tensor:
-    """(FFT_SIZE // 2 + 1, N_MELS) weights, triangles linear in mel, DC bin zeroed (as AudioSet)."""
-    n_bins = FFT_SIZE // 2 + 1
-    bins_mel = _hz_to_mel(torch.linspace(0.0, SAMPLE_RATE / 2, n_bins, dtype=torch.float64))
-    edges = torch.linspace(
-        float(_hz_to_mel(torch.tensor(MEL_MIN_HZ))), float(_hz_to_mel(torch.tensor(MEL_MAX_HZ))),
-        N_MELS + 2, dtype=torch.float64)
+def _hz_to_mel(hz):
+    return 1127.0 * np.log1p(np.asarray(hz, np.float64) / 700.0)
+
+
+def mel_matrix() -> np.ndarray:
+    """(FFT_SIZE // 2 + 1, N_MELS) float64 weights, triangles linear in mel, DC bin zeroed (as
+    AudioSet)."""
+    bins_mel = _hz_to_mel(np.linspace(0.0, SAMPLE_RATE / 2, FFT_SIZE // 2 + 1))
+    # The band edges in float32, as the torch frontend that made the training data computed
+    # them: the shipped weights and every log-mel cache saw exactly this matrix.
+    low, high = (float(np.float32(_hz_to_mel(hz))) for hz in (MEL_MIN_HZ, MEL_MAX_HZ))
+    edges = np.linspace(low, high, N_MELS + 2)
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins_mel[:, None] - lower) / (center - lower)
     falling = (upper - bins_mel[:, None]) / (upper - center)
-    weights = torch.clamp(torch.minimum(rising, falling), min=0.0)
+    weights = np.maximum(np.minimum(rising, falling), 0.0)
     weights[0] = 0.0
-    return weights.to(dtype)
+    return weights
 
 
-class LogMel(torch.nn.Module):
-    """Waveforms (B, samples) at SAMPLE_RATE -> log-mel (B, frames, N_MELS)."""
+def periodic_hann() -> np.ndarray:
+    """AudioSet's `periodic_hann` (torch's default Hann window), STFT_WINDOW_SAMPLES long."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(STFT_WINDOW_SAMPLES) / STFT_WINDOW_SAMPLES)
 
-    def __init__(self):
-        super().__init__()
-        # Periodic Hann (AudioSet's `periodic_hann`) is torch's default window. torch centres a
-        # short window inside the FFT frame; padding both sides by the difference makes frame t
-        # start at t * hop as AudioSet's framing does (zero-padded FFT, same magnitudes).
-        self.spectrogram = torchaudio.transforms.Spectrogram(
-            n_fft=FFT_SIZE, win_length=STFT_WINDOW_SAMPLES, hop_length=STFT_HOP_SAMPLES,
-            pad=(FFT_SIZE - STFT_WINDOW_SAMPLES) // 2, center=False, power=1.0)
-        self.register_buffer("mel", mel_matrix(torch.float32), persistent=False)
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        magnitude = self.spectrogram(waveforms).transpose(-1, -2)  # (B, frames, bins)
-        return torch.log(magnitude @ self.mel + LOG_OFFSET)
+_HANN = periodic_hann().astype(np.float32)
+_MEL = mel_matrix().astype(np.float32)
 
-    def examples(self, frames: torch.Tensor) -> torch.Tensor:
-        """1 s frames (B, FRAME_SAMPLES) -> VGGish examples (B, 1, EXAMPLE_FRAMES, N_MELS)."""
-        return self(frames)[:, None, :EXAMPLE_FRAMES, :]
+
+def log_mel(waveforms: np.ndarray) -> np.ndarray:
+    """Waveforms (B, samples) at SAMPLE_RATE -> float32 log-mel (B, frames, N_MELS). Frame t
+    windows samples [t * hop, t * hop + window), zero-padded to FFT_SIZE, as AudioSet frames."""
+    waveforms = np.asarray(waveforms, np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(waveforms, STFT_WINDOW_SAMPLES, axis=-1)
+    magnitude = np.abs(np.fft.rfft(windows[..., ::STFT_HOP_SAMPLES, :] * _HANN, n=FFT_SIZE))
+    return np.log(magnitude.astype(np.float32) @ _MEL + np.float32(LOG_OFFSET))
+
+
+def log_mel_examples(frames: np.ndarray) -> np.ndarray:
+    """1 s frames (B, FRAME_SAMPLES) -> VGGish examples (B, 1, EXAMPLE_FRAMES, N_MELS) float32."""
+    return np.ascontiguousarray(log_mel(frames)[:, None, :EXAMPLE_FRAMES, :])
 
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -82,8 +84,7 @@ def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
     if rate != SAMPLE_RATE:
-        samples = torchaudio.functional.resample(
-            torch.from_numpy(np.ascontiguousarray(samples)), rate, SAMPLE_RATE).numpy()
+        samples = soxr.resample(samples, rate, SAMPLE_RATE, quality=RESAMPLE_QUALITY)
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 

@@ -46,12 +46,12 @@ def load_checkpoint(path) -> tuple[MMGAT, dict]:
 
 
 def random_checkpoint(directory, seed: int = 0, **config) -> Path:
-    """A seeded random-weight frontend file (frontend-test.pt) and MMGAT checkpoint (ckpt/) in
+    """A seeded random-weight frontend file (frontend-test.npz) and MMGAT checkpoint (ckpt/) in
     `directory`, of MMGATConfig(**config); returns the checkpoint. For tests and benchmarks: the
     shapes and costs of a trained model, none of its outputs."""
     directory = Path(directory)
     frontend = seeded_init(Frontend(), seed).eval()
-    frontend_file = directory / "frontend-test.pt"
+    frontend_file = directory / "frontend-test.npz"
     fingerprint = save_frontend(frontend, frontend_file, {"seed": seed})
     torch.manual_seed(seed)  # MMGAT's own initialisation
     model_config = MMGATConfig(**config)

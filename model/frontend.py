@@ -1,4 +1,4 @@
-"""VGGish frontends: 1 s frames of audio -> 128-d instances.
+"""VGGish frontends in torch: 1 s frames of audio -> 128-d instances, for training and the GPU.
 
 Two named frontends share torchvggish's convolutional trunk (state-dict keys `features.*`):
 - `vggish-audioset`: the full AudioSet VGGish with its PCA/whitening + 8-bit quantisation
@@ -6,16 +6,12 @@ Two named frontends share torchvggish's convolutional trunk (state-dict keys `fe
   `vggish_pca_params-970ea276.pth` (sha256 prefix in the name, as torch hub names them).
 - `vggish-trunk`: the same trunk with a light head (mean and max over time and frequency of
   each conv block's output -> 1,920 values -> linear -> 128), trained by `mmgat-train
-  frontend` and shipped as fp16 with a sidecar `.sha256`.
-
-A frontend's fingerprint hashes its weights (as the fp16 the file stores, in a fixed key
-order), so it is the same on every machine: an artifact records the fingerprint its MMGAT was
-trained on, and the runtime refuses any other.
+  frontend` and shipped as fp16 in a frontend file (model/frontend_file.py, no torch needed to
+  read it). The CPU runtime runs the same file in ONNX Runtime (model/int8.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -25,28 +21,44 @@ import torch
 from torch import nn
 from torchvggish.torchvggish import VGG, make_layers
 
-from mmgat.model.audio import EMBED_DIM, LogMel, load_audio, split_frames
+from mmgat.model.audio import (EMBED_DIM, EXAMPLE_FRAMES, FFT_SIZE, LOG_OFFSET, STFT_HOP_SAMPLES,
+                               STFT_WINDOW_SAMPLES, mel_matrix)
+from mmgat.model.frontend_file import (AUDIOSET, DEFAULT_FRONTEND, PRECISIONS, TRUNK,
+                                       FrontendError, FrontendFile, check_device, frontend_device,
+                                       is_frontend_archive, parse_frontend,
+                                       weights_fingerprint, write_frontend)
+from mmgat.model.install import import_torchaudio
+from mmgat.model.int8 import POOLED_DIM, network_session
+from mmgat.model.sidecar import read_checked, sha256_file
 
-AUDIOSET = "vggish-audioset"
-TRUNK = "vggish-trunk"
-FRONTEND_FORMAT = "mmgat-frontend/1"
-# Of the network's arithmetic (the log-mel is always fp32); int8 runs in ONNX Runtime, CPU only.
-PRECISIONS = ("fp32", "bf16", "int8")
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_FRONTEND = ASSETS / "frontend-vggish-trunk.pt"
-# int8 activation ranges come from the demo clip, which ships: with them the whole model scored
-# F1 micro 0.816 on the first 400 test clips, against 0.817 with ranges from 512 training
-# seconds and 0.819 in fp32.
-INT8_CALIBRATION = ASSETS / "demo.flac"
+torchaudio = import_torchaudio()  # built for another torch: one clear line, not a traceback
 
 # Indices in make_layers()' Sequential of the ReLU closing each conv block (before its pool).
 BLOCK_OUTPUTS = (1, 4, 9, 14)
-BLOCK_CHANNELS = (64, 128, 256, 512)
-POOLED_DIM = 2 * sum(BLOCK_CHANNELS)  # mean and max per channel of every block: 1,920
+LEGACY_FORMAT = "mmgat-frontend/1"  # the torch pickle earlier versions wrote
 
 
-class FrontendError(ValueError):
-    """A frontend file that cannot be used: wrong hash, wrong keys, truncated, or unsafe."""
+class LogMel(nn.Module):
+    """Waveforms (B, samples) at SAMPLE_RATE -> log-mel (B, frames, N_MELS): audio.log_mel in
+    torch (for batches on the GPU and training)."""
+
+    def __init__(self):
+        super().__init__()
+        # Periodic Hann (AudioSet's `periodic_hann`) is torch's default window. torch centres a
+        # short window inside the FFT frame; padding both sides by the difference makes frame t
+        # start at t * hop as AudioSet's framing does (zero-padded FFT, same magnitudes).
+        self.spectrogram = torchaudio.transforms.Spectrogram(
+            n_fft=FFT_SIZE, win_length=STFT_WINDOW_SAMPLES, hop_length=STFT_HOP_SAMPLES,
+            pad=(FFT_SIZE - STFT_WINDOW_SAMPLES) // 2, center=False, power=1.0)
+        self.register_buffer("mel", torch.from_numpy(mel_matrix()).float(), persistent=False)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        magnitude = self.spectrogram(waveforms).transpose(-1, -2)  # (B, frames, bins)
+        return torch.log(magnitude @ self.mel + LOG_OFFSET)
+
+    def examples(self, frames: torch.Tensor) -> torch.Tensor:
+        """1 s frames (B, FRAME_SAMPLES) -> VGGish examples (B, 1, EXAMPLE_FRAMES, N_MELS)."""
+        return self(frames)[:, None, :EXAMPLE_FRAMES, :]
 
 
 class VGGishTrunk(nn.Module):
@@ -105,6 +117,11 @@ class VGGishAudioSet(nn.Module):
 NETWORKS = {AUDIOSET: VGGishAudioSet, TRUNK: VGGishTrunk}
 
 
+def numpy_state(net: nn.Module) -> dict[str, np.ndarray]:
+    """The network's state dict as float32 numpy arrays on the CPU."""
+    return {key: value.detach().cpu().float().numpy() for key, value in net.state_dict().items()}
+
+
 class Frontend(nn.Module):
     """1 s waveform frames (B, FRAME_SAMPLES) -> (B, EMBED_DIM) instances."""
 
@@ -116,9 +133,10 @@ class Frontend(nn.Module):
         if precision not in PRECISIONS:
             raise FrontendError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
         self.name, self.precision, self.threads = name, precision, threads
-        self.int8_session = None  # built from the weights on the first int8 call (~1.5 s;
+        self.int8_session = None  # built from the weights on the first int8 call (~1 s;
         # the runtime's warm-up makes that call before the first live frame)
         self.recorded_fingerprint: str | None = None  # as written in the file it was loaded from
+        self.meta: dict = {}
         self.log_mel = LogMel()
         self.net = NETWORKS[name]()
 
@@ -137,14 +155,10 @@ class Frontend(nn.Module):
             return self.net(examples).float()
 
     def quantized(self):
-        """The network in int8 as its weights are now, built on first use."""
+        """The network in int8 (ONNX Runtime) as its weights are now, built on first use."""
         if self.int8_session is None:
             check_device(self.precision, self.device)
-            from mmgat.model.int8 import quantized_session
-
-            with torch.inference_mode():
-                calibration = self.examples(torch.from_numpy(split_frames(load_audio(INT8_CALIBRATION))))
-            self.int8_session = quantized_session(self.net, calibration.contiguous().numpy(), self.threads)
+            self.int8_session = network_session(self.name, numpy_state(self.net), "int8", self.threads)
         return self.int8_session
 
     @property
@@ -158,18 +172,7 @@ class Frontend(nn.Module):
         return self(frames).float().cpu().numpy()
 
     def fingerprint(self) -> str:
-        return weights_fingerprint(self.name, self.net.state_dict())
-
-
-def weights_fingerprint(name: str, state: dict) -> str:
-    """sha256 (16 hex) of the name and the weights rounded to fp16, key by key in sorted order
-    (key, shape, bytes): identical on every machine, unlike a hash of computed outputs."""
-    digest = hashlib.sha256(name.encode())
-    for key in sorted(state):
-        value = torch.as_tensor(state[key]).detach().cpu().half().contiguous()
-        digest.update(f"{key}{tuple(value.shape)}".encode())
-        digest.update(value.numpy().tobytes())
-    return digest.hexdigest()[:16]
+        return weights_fingerprint(self.name, numpy_state(self.net))
 
 
 def seeded_init(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -187,28 +190,22 @@ def seeded_init(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _safe_load(path: Path) -> dict:
+def _safe_load(data: bytes, path: Path) -> dict:
     """torch.load with weights_only: tensors, numpy arrays and plain containers, never code."""
     numpy_globals = [np.ndarray, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType,
                      np._core.multiarray._reconstruct]
     try:
         with torch.serialization.safe_globals(numpy_globals):
-            return torch.load(io.BytesIO(Path(path).read_bytes()), map_location="cpu",
-                              weights_only=True)
-    except FileNotFoundError:
-        raise FrontendError(f"frontend file not found: {path}") from None
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch reports truncation and unsafe pickles as many types
         reason = "it holds objects other than weights (refused)" if "weights_only" in str(error) \
             else "it is truncated or not a torch file"
         raise FrontendError(f"cannot load {path}: {reason}") from None
 
 
-def _load_state(net: nn.Module, state: dict, source: Path) -> None:
-    state = {k: torch.as_tensor(v).float() for k, v in state.items()}
+def _load_state(net: nn.Module, state: dict, source) -> None:
+    state = {k: torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float()
+             for k, v in state.items()}
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -239,8 +236,8 @@ def load_audioset(vggish_path, pca_path, device=None) -> Frontend:
             raise FrontendError(f"AudioSet VGGish file not found: {path}")
         _check_release_hash(path)
     frontend = Frontend(AUDIOSET)
-    _load_state(frontend.net.vgg, _safe_load(vggish_path), vggish_path)
-    pca = _safe_load(pca_path)
+    _load_state(frontend.net.vgg, _safe_load(vggish_path.read_bytes(), vggish_path), vggish_path)
+    pca = _safe_load(pca_path.read_bytes(), pca_path)
     _load_state(frontend.net.postprocess, {
         "pca_eigen_vectors": pca.get("pca_eigen_vectors"), "pca_means": pca.get("pca_means")}
         if {"pca_eigen_vectors", "pca_means"} <= set(pca) else pca, pca_path)
@@ -249,61 +246,41 @@ def load_audioset(vggish_path, pca_path, device=None) -> Frontend:
 
 
 def save_frontend(frontend: Frontend, path, meta: dict | None = None) -> str:
-    """Write fp16 weights + name + fingerprint, and `path.sha256` beside; returns the fingerprint."""
-    path = Path(path)
-    state = {k: v.detach().cpu().half() for k, v in frontend.net.state_dict().items()}
-    fingerprint = weights_fingerprint(frontend.name, state)
-    buffer = io.BytesIO()
-    torch.save({"format": FRONTEND_FORMAT, "name": frontend.name, "fingerprint": fingerprint,
-                "meta": dict(meta or {}), "state_dict": state}, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
-    Path(f"{path}.sha256").write_text(f"{hashlib.sha256(buffer.getvalue()).hexdigest()}  {path.name}\n")
-    return fingerprint
+    """Write a frontend file (fp16 weights, name, fingerprint, meta; model/frontend_file.py)
+    and `path.sha256` beside; returns the fingerprint."""
+    return write_frontend(path, frontend.name, numpy_state(frontend.net), meta)
 
 
-def precisions_on(device) -> tuple[str, ...]:
-    """The precisions a frontend runs in on `device`: int8 is ONNX Runtime's CPU kernels."""
-    return PRECISIONS if torch.device(device).type == "cpu" else tuple(p for p in PRECISIONS if p != "int8")
-
-
-def check_device(precision: str, device) -> None:
-    if precision in PRECISIONS and precision not in precisions_on(device):
-        raise FrontendError("the int8 frontend runs on the CPU only (use bf16 or fp32 on CUDA)")
+def read_frontend_file(path) -> FrontendFile:
+    """A frontend file, hash-checked: ours, or the torch pickle of earlier versions."""
+    data = read_checked(path, FrontendError, "frontend file")
+    if is_frontend_archive(data):
+        return parse_frontend(data, path)
+    blob = _safe_load(data, path)
+    if not isinstance(blob, dict) or blob.get("format") != LEGACY_FORMAT:
+        raise FrontendError(f"{path}: not an mmgat frontend file")
+    return FrontendFile(blob["name"], blob["fingerprint"],
+                        {k: torch.as_tensor(v).numpy() for k, v in blob["state_dict"].items()},
+                        blob.get("meta", {}))
 
 
 def load_frontend(path=None, device=None, precision: str = "fp32", threads: int = 1) -> Frontend:
-    """One of our frontend files (default: the shipped `vggish-trunk`), hash-checked."""
+    """One of our frontend files (default: the shipped `vggish-trunk`), hash-checked, as a torch
+    module (which runs int8 in ONNX Runtime)."""
     path = Path(path or DEFAULT_FRONTEND)
     check_device(precision, device or "cpu")
-    recorded = Path(f"{path}.sha256")
-    if not path.is_file():
-        raise FrontendError(f"frontend file not found: {path}")
-    if not recorded.is_file():
-        raise FrontendError(f"{path}: no recorded hash ({recorded.name} is missing)")
-    if sha256_file(path) != recorded.read_text().split()[0]:
-        raise FrontendError(f"{path}: sha256 differs from {recorded.name} (corrupt or truncated)")
-    blob = _safe_load(path)
-    if not isinstance(blob, dict) or blob.get("format") != FRONTEND_FORMAT:
-        raise FrontendError(f"{path}: not an mmgat frontend file")
-    frontend = Frontend(blob["name"], precision, threads)
-    _load_state(frontend.net, blob["state_dict"], path)
-    frontend.recorded_fingerprint = blob["fingerprint"]
-    frontend.meta = blob.get("meta", {})
+    file = read_frontend_file(path)
+    frontend = Frontend(file.name, precision, threads)
+    _load_state(frontend.net, file.state, path)
+    frontend.recorded_fingerprint, frontend.meta = file.fingerprint, file.meta
     return frontend.eval().to(device or "cpu")
 
 
 def default_device(cpu: bool = False) -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+    return torch.device(frontend_device(cpu))
 
 
 def native_bf16(device: torch.device) -> bool:
     """bf16 pays on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); elsewhere it is
     emulated and slower than fp32."""
     return device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def serving_precision(device) -> str:
-    """What mmgat-live and mmgat-tag run by default: the fastest frontend whose whole-model F1
-    stays within 0.01 of fp32 (benchmarks/RESULTS.md): int8 on the CPU, bf16 on CUDA."""
-    return "int8" if torch.device(device).type == "cpu" else "bf16"

@@ -27,12 +27,16 @@ not just up to a tolerance.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numba import njit
 
 from mmgat.model.audio import EMBED_DIM
 from mmgat.model.window import MAX_WINDOW, check_window  # noqa: F401 (MAX_WINDOW: for its importers)
+
+if TYPE_CHECKING:  # torch builds graphs for training only: the live runtime runs without it
+    import torch
 
 NUM_SCALES = 3
 NORM_EPS = 1e-12
@@ -380,6 +384,8 @@ def build_graph(nodes: torch.Tensor, node_mask: torch.Tensor, neighbours: int = 
     Padded rows and columns come out all zero / False, and padding values (even NaN) never
     reach a real output. Each graph equals `InstanceGraph` on the same sequence.
     """
+    import torch
+
     if nodes.dim() != 3 or node_mask.shape != nodes.shape[:2] or node_mask.dtype != torch.bool:
         raise ValueError(f"want nodes (B, N, d) and bool node_mask (B, N), got "
                          f"{tuple(nodes.shape)} and {node_mask.dtype} {tuple(node_mask.shape)}")
@@ -415,6 +421,8 @@ def build_graph(nodes: torch.Tensor, node_mask: torch.Tensor, neighbours: int = 
 
 def _distances(x: torch.Tensor, similarity: str) -> torch.Tensor:
     """(B, N, d) float64 -> (B, N, N) distances, from differences (so duplicates give exact 0)."""
+    import torch
+
     if similarity == "l1":
         return torch.cdist(x, x, p=1.0)
     if similarity == "euclidean":
@@ -427,6 +435,8 @@ def _distances(x: torch.Tensor, similarity: str) -> torch.Tensor:
 
 def _distance_similarity(distance: torch.Tensor, off_diagonal: torch.Tensor) -> torch.Tensor:
     """Sim = 1 / (1 + D / s), s = mean off-diagonal distance of each graph (1 for one node)."""
+    import torch
+
     pairs = off_diagonal.sum((1, 2))
     mean = (distance * off_diagonal).sum((1, 2)) / pairs.clamp_min(1)
     scale = torch.where(pairs > 0, mean.clamp_min(NORM_EPS), 1.0)

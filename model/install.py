@@ -10,6 +10,11 @@ import importlib
 from importlib.metadata import PackageNotFoundError, requires, version
 
 
+# What to install for the parts beyond the CPU runtime (pyproject.toml's extras).
+TRAIN_EXTRAS = "install the trainer's extras: pip install '.[train]'"
+GPU_EXTRAS = "pip install '.[gpu]'"
+
+
 class InstallError(OSError):
     """The installed packages do not work together (a broken environment, not a bug here)."""
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from mmgat.model.audio import SAMPLE_RATE, AudioError
 from mmgat.model.command import StopSignals
-from mmgat.model.frontend import ASSETS
+from mmgat.model.frontend_file import ASSETS
 from mmgat.stream import sources
 from mmgat.stream.display import LiveDisplay, PlainLines, RunInfo, Silent, latency_table
 from mmgat.stream.options import load_pipeline

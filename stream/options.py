@@ -12,7 +12,7 @@ import sys
 from mmgat.model.command import UsageError
 from mmgat.model.window import check_window
 
-# model.frontend.PRECISIONS, spelled here so that argument parsing need not import the frontend.
+# model.frontend_file.PRECISIONS, spelled here so that argument parsing need not import the frontend.
 FRONTEND_PRECISIONS = ("int8", "bf16", "fp32")
 
 
@@ -59,7 +59,7 @@ def load_pipeline(model: str | None, cpu: bool, precision: str | None, threads: 
     """The artifact and its frontend as one warmed-up Pipeline (stream/pipeline.py)."""
     # Imported here, not above: ONNX Runtime and the frontend take seconds to import.
     from mmgat.stream.pipeline import Pipeline
-    from mmgat.stream.runtime import load_runtime
+    from mmgat.export.runtime import load_runtime
 
     session, frontend = load_runtime(model, cpu=cpu, intra_op_threads=threads, precision=precision)
     pipeline = Pipeline(session, frontend)
@@ -71,7 +71,7 @@ def check_model(model: str | None, cpu: bool):
     """The artifact loaded and checked, its frontend file found but not loaded: what a driver
     checks before it hands the work to processes that each load the whole runtime."""
     # Imported here, not above: ONNX Runtime takes a second to import.
-    from mmgat.stream.runtime import MMGATSession, frontend_path_for
+    from mmgat.export.runtime import MMGATSession, frontend_path_for
 
     session = MMGATSession(model, cpu=cpu)
     frontend_path_for(session)

@@ -12,9 +12,10 @@ import pytest
 from mmgat.export.cli import main as export_main
 from mmgat.export.onnx import PARITY_TOLERANCE, PARITY_WINDOWS, export_checkpoint, parity, verify
 from mmgat.export.artifact import ModelError
-from mmgat.stream.runtime import CPU, CUDA, MMGATSession, choose_providers, load_runtime
+from mmgat.export.runtime import CPU, CUDA, MMGATSession, choose_providers, load_runtime
 from mmgat.model.checkpoint import load_checkpoint, random_checkpoint
-from mmgat.model.frontend import Frontend, save_frontend, seeded_init, serving_precision
+from mmgat.model.frontend import Frontend, save_frontend, seeded_init
+from mmgat.model.frontend_file import serving_precision
 from mmgat.model.labels import CLASSES
 
 
@@ -123,7 +124,7 @@ def test_cli_user_errors_are_one_line(tmp_path):
 def test_the_shipped_model_verifies_and_runs_with_the_frontend_it_names():
     """The package's own artifact: hash and metadata check out, and the frontend shipped
     beside it is the one its MMGAT was trained on (same fingerprint)."""
-    from mmgat.stream.runtime import DEFAULT_MODEL, load_runtime
+    from mmgat.export.runtime import DEFAULT_MODEL, load_runtime
 
     if not DEFAULT_MODEL.is_file():
         pytest.skip("no model has been shipped into the package yet")

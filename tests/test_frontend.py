@@ -1,6 +1,7 @@
 """Frontends: loader round-trip and every refusal, AudioSet compatibility, fingerprints."""
 
 import hashlib
+import io
 import pickle
 import subprocess
 import sys
@@ -11,9 +12,14 @@ import pytest
 import torch
 
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.model.frontend import (AUDIOSET, PRECISIONS, TRUNK, Frontend, FrontendError,
-                                  load_audioset, load_frontend, save_frontend, seeded_init,
-                                  precisions_on, serving_precision)
+from mmgat.model.frontend import (AUDIOSET, PRECISIONS, TRUNK, Frontend, FrontendError, load_audioset,
+                                  load_frontend, numpy_state, save_frontend, seeded_init)
+from mmgat.model.frontend_file import (DEFAULT_FRONTEND, precisions_on, read_frontend, serving_precision,
+                                       write_frontend)
+from mmgat.model.int8 import OnnxFrontend, state_shapes
+from mmgat.model.sidecar import write_with_sidecar
+
+SHIPPED_FINGERPRINT = "f02a162b78ff97dd"  # the shipped trunk's, as the shipped MMGAT records it
 
 
 def probe_frames() -> np.ndarray:
@@ -49,7 +55,7 @@ def audioset_files(tmp_path_factory):
 
 
 def test_round_trip_keeps_outputs_and_fingerprint(trunk, tmp_path):
-    path = tmp_path / "frontend.pt"
+    path = tmp_path / "frontend.npz"
     fingerprint = save_frontend(trunk, path)
     loaded = load_frontend(path)
     assert loaded.name == TRUNK and loaded.recorded_fingerprint == fingerprint
@@ -57,48 +63,112 @@ def test_round_trip_keeps_outputs_and_fingerprint(trunk, tmp_path):
     expected = trunk.embed(probe_frames())
     np.testing.assert_allclose(loaded.embed(probe_frames()), expected, atol=0.05)  # fp16 storage
     assert 8e6 < path.stat().st_size < 12e6
+    assert read_frontend(path).fingerprint == fingerprint  # the same file, read without torch
+
+
+def test_the_shipped_frontend_keeps_its_fingerprint_without_torch():
+    """The fingerprint in numpy, from the weights as stored, is the one the shipped MMGAT was
+    trained on; torch computes the same from the module it loads."""
+    shipped = read_frontend()
+    assert shipped.fingerprint == SHIPPED_FINGERPRINT
+    assert OnnxFrontend(shipped, "fp32").fingerprint() == SHIPPED_FINGERPRINT
+    assert load_frontend().fingerprint() == SHIPPED_FINGERPRINT
+
+
+def test_a_torch_frontend_file_of_earlier_versions_still_loads(trunk, tmp_path):
+    """Format mmgat-frontend/1 (a torch pickle) loads where torch is installed; read without
+    torch it is refused in one line."""
+    legacy = tmp_path / "legacy.pt"
+    state = {k: v.half() for k, v in trunk.net.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"format": "mmgat-frontend/1", "name": TRUNK, "fingerprint": trunk.fingerprint(),
+                "meta": {"seed": 7}, "state_dict": state}, buffer)
+    write_with_sidecar(legacy, buffer.getvalue())
+    loaded = load_frontend(legacy)
+    assert loaded.recorded_fingerprint == loaded.fingerprint() == trunk.fingerprint()
+    assert loaded.meta == {"seed": 7}
+    with pytest.raises(FrontendError, match="older version"):
+        read_frontend(legacy)
 
 
 def test_refusals(trunk, tmp_path):
-    path = tmp_path / "frontend.pt"
+    path = tmp_path / "frontend.npz"
     save_frontend(trunk, path)
     data = path.read_bytes()
 
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(data[: len(data) // 2])
-    (tmp_path / "truncated.pt.sha256").write_text(hashlib.sha256(data[: len(data) // 2]).hexdigest())
+    truncated = tmp_path / "truncated.npz"
+    write_with_sidecar(truncated, data[: len(data) // 2])
     with pytest.raises(FrontendError, match="truncated"):
         load_frontend(truncated)
+    with pytest.raises(FrontendError, match="truncated"):
+        read_frontend(truncated)
 
-    tampered = tmp_path / "tampered.pt"
+    tampered = tmp_path / "tampered.npz"
     tampered.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    (tmp_path / "tampered.pt.sha256").write_text((tmp_path / "frontend.pt.sha256").read_text())
-    with pytest.raises(FrontendError, match="sha256"):
-        load_frontend(tampered)
+    (tmp_path / "tampered.npz.sha256").write_text((tmp_path / "frontend.npz.sha256").read_text())
+    for load in (load_frontend, read_frontend):
+        with pytest.raises(FrontendError, match="sha256"):
+            load(tampered)
 
     class Exploit:
         def __reduce__(self):
             return (print, ("code ran",))
 
-    code = tmp_path / "code.pt"
-    code.write_bytes(pickle.dumps({"format": "mmgat-frontend/1", "x": Exploit()}))
-    (tmp_path / "code.pt.sha256").write_text(hashlib.sha256(code.read_bytes()).hexdigest())
+    code = tmp_path / "code.pt"  # a pickle: torch's weights_only load refuses it
+    write_with_sidecar(code, pickle.dumps({"format": "mmgat-frontend/1", "x": Exploit()}))
     with pytest.raises(FrontendError, match="refused"):
         load_frontend(code)
+    objects = tmp_path / "objects.npz"  # an archive whose member needs pickle
+    buffer = io.BytesIO()
+    np.savez(buffer, __mmgat__=np.array('{"format": "mmgat-frontend/2"}'),
+             **{"features.0.weight": np.array([Exploit()], dtype=object)})
+    write_with_sidecar(objects, buffer.getvalue())
+    for load in (load_frontend, read_frontend):
+        with pytest.raises(FrontendError, match="refused"):
+            load(objects)
 
-    wrong_keys = tmp_path / "keys.pt"
-    blob = torch.load(path, weights_only=True)
-    blob["state_dict"]["features.99.weight"] = blob["state_dict"].pop("features.0.weight")
-    torch.save(blob, wrong_keys)
-    (tmp_path / "keys.pt.sha256").write_text(hashlib.sha256(wrong_keys.read_bytes()).hexdigest())
+    wrong_keys = tmp_path / "keys.npz"
+    state = numpy_state(trunk.net)
+    state["features.99.weight"] = state.pop("features.0.weight")
+    write_frontend(wrong_keys, TRUNK, state)
     with pytest.raises(FrontendError, match="wrong keys"):
         load_frontend(wrong_keys)
+    with pytest.raises(FrontendError, match="wrong keys"):
+        OnnxFrontend.load(wrong_keys)
 
     with pytest.raises(FrontendError, match="no recorded hash"):
-        (tmp_path / "nohash.pt").write_bytes(data)
-        load_frontend(tmp_path / "nohash.pt")
-    with pytest.raises(FrontendError, match="not found"):
-        load_frontend(tmp_path / "absent.pt")
+        (tmp_path / "nohash.npz").write_bytes(data)
+        load_frontend(tmp_path / "nohash.npz")
+    for load in (load_frontend, read_frontend):
+        with pytest.raises(FrontendError, match="not found"):
+            load(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("name", [TRUNK, AUDIOSET])
+def test_the_onnx_network_equals_the_torch_module(name):
+    """model/int8.py spells the networks in ONNX operators: in fp32 they compute what the torch
+    modules compute, and their keys and shapes are the modules' own."""
+    torch_frontend = seeded_init(Frontend(name), seed=5).eval()
+    if name == AUDIOSET:  # a PCA that keeps the outputs away from the clip and rounding steps
+        torch_frontend.net.postprocess.pca_eigen_vectors.mul_(0.05)
+    state = numpy_state(torch_frontend.net)
+    assert {k: v.shape for k, v in state.items()} == state_shapes(name)
+    from mmgat.model.frontend_file import FrontendFile
+
+    onnx_frontend = OnnxFrontend(FrontendFile(name, "", state), "fp32")
+    expected, actual = torch_frontend.embed(probe_frames()), onnx_frontend.embed(probe_frames())
+    tolerance = 1.0 if name == AUDIOSET else 1e-4  # 8-bit steps: float order may flip one
+    np.testing.assert_allclose(actual, expected, atol=tolerance, rtol=1e-4)
+
+
+def test_onnx_int8_is_the_torch_frontends_int8():
+    """The runtime's torch-free int8 frontend and the torch frontend's int8 mode are one network:
+    the same instances from the same log-mel examples."""
+    onnx_frontend, torch_frontend = OnnxFrontend.load(), load_frontend(precision="int8")
+    examples = torch_frontend.examples(torch.from_numpy(probe_frames())).contiguous().numpy()
+    np.testing.assert_array_equal(onnx_frontend.session.run(None, {"examples": examples})[0],
+                                  torch_frontend.quantized().run(None, {"examples": examples})[0])
+    assert DEFAULT_FRONTEND.suffix == ".npz"
 
 
 def test_audioset_release_files_load_with_pca(audioset_files):

@@ -44,7 +44,7 @@ def eval_window_probs(model, clip, **graph_changes) -> np.ndarray:
     """Each window ending at 1, 2, ... s scored the way `mmgat-train eval` does: its load_model
     (graph settings from the artifact, unless changed here) and predict.collate (build_graph), on
     the artifact's frontend."""
-    from mmgat.stream.runtime import load_runtime
+    from mmgat.export.runtime import load_runtime
     from mmgat.model.train.predict import collate
     from mmgat.model.train.evaluate import load_model
 
@@ -57,7 +57,7 @@ def eval_window_probs(model, clip, **graph_changes) -> np.ndarray:
 
 
 def test_the_artifact_carries_its_graph_settings(l1_model):
-    from mmgat.stream.runtime import MMGATSession
+    from mmgat.export.runtime import MMGATSession
 
     assert MMGATSession(l1_model).graph == {"neighbours": 1, "similarity": "l1"}
 
@@ -91,7 +91,8 @@ def unknown_similarity_model(tiny_model, tmp_path_factory):
     """The tiny artifact re-labelled as trained on a similarity this version lacks (hash renewed)."""
     import onnx
 
-    from mmgat.export.artifact import METADATA_KEY, sha256_bytes
+    from mmgat.export.artifact import METADATA_KEY
+    from mmgat.model.sidecar import write_with_sidecar
 
     folder = tmp_path_factory.mktemp("unknown")
     for path in tiny_model.parent.iterdir():
@@ -100,10 +101,7 @@ def unknown_similarity_model(tiny_model, tmp_path_factory):
     proto = onnx.load(str(model))
     metadata = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps({**metadata, "similarity": "cosine-squared"})})
-    data = proto.SerializeToString()
-    model.write_bytes(data)
-    model.with_name(f"{model.name}.sha256").write_text(f"{sha256_bytes(data)}  {model.name}\n")
-    return model
+    return write_with_sidecar(model, proto.SerializeToString())
 
 
 def test_a_similarity_this_version_lacks_is_refused_in_one_line(unknown_similarity_model, clip, tmp_path,

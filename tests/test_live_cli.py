@@ -81,7 +81,7 @@ def test_the_loading_line_comes_before_the_slow_imports_and_the_first_record(tin
 
 
 def test_demo_streams_the_shipped_clip_in_real_time(tiny_model):
-    from mmgat.model.frontend import ASSETS
+    from mmgat.model.frontend_file import ASSETS
 
     if not (ASSETS / "demo.flac").is_file():
         pytest.skip("the demo clip has not been rendered into the package yet")
@@ -122,7 +122,7 @@ def test_a_signal_stops_cleanly_with_every_record_flushed(tiny_model, tmp_path, 
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory, tiny_model):
     """Files that must be refused, and artifacts that are corrupt or paired with the wrong frontend."""
-    from mmgat.stream.runtime import MMGATSession
+    from mmgat.export.runtime import MMGATSession
     from mmgat.model.frontend import Frontend, save_frontend, seeded_init
 
     root = tmp_path_factory.mktemp("bad")
@@ -211,14 +211,14 @@ USAGE_ERRORS = [["--window", "0"], ["--hop", "5"], ["--threads", "0"], ["--durat
 
 @pytest.mark.parametrize("args", USAGE_ERRORS, ids=lambda args: args[0])
 def test_usage_errors_exit_2_before_anything_loads(args, tiny_model, capsys, monkeypatch):
-    import mmgat.stream.runtime
+    import mmgat.export.runtime
     from mmgat.stream.cli import main
 
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(mmgat.stream.runtime, "load_runtime", never)
-    monkeypatch.setattr(mmgat.stream.runtime, "MMGATSession", never)
+    monkeypatch.setattr(mmgat.export.runtime, "load_runtime", never)
+    monkeypatch.setattr(mmgat.export.runtime, "MMGATSession", never)
     assert main([*args, "--model", str(tiny_model), "--no-display"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"mmgat-live: error: {args[0]}")  # no loading line

@@ -26,7 +26,7 @@ def fed_stream(window: int, hop_s: float, samples=None, limit=None) -> Stream:
 
 @pytest.fixture(scope="module")
 def runtime(tiny_model):
-    from mmgat.stream.runtime import load_runtime
+    from mmgat.export.runtime import load_runtime
 
     return load_runtime(tiny_model, cpu=True)
 

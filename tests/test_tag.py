@@ -32,7 +32,7 @@ def write(path, samples, rate=SAMPLE_RATE):
 
 
 def thresholds(model) -> np.ndarray:
-    from mmgat.stream.runtime import MMGATSession
+    from mmgat.export.runtime import MMGATSession
 
     return MMGATSession(model, cpu=True).thresholds
 

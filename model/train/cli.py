@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from mmgat.model.command import OneLineParser, add_common_arguments, run_command
+from mmgat.model.install import TRAIN_EXTRAS
 
 PROG = "mmgat-train"
-EXTRAS = "install the trainer's extras: pip install '.[train]'"
 
 
 def build_parser() -> OneLineParser:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace, stop) -> int | None:
 
 
 def main(argv=None) -> int:
-    return run_command(PROG, build_parser, run, argv, EXTRAS)
+    return run_command(PROG, build_parser, run, argv, TRAIN_EXTRAS)
 
 
 if __name__ == "__main__":

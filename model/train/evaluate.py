@@ -21,7 +21,7 @@ import numpy as np
 
 import torch
 
-from mmgat.stream.runtime import MMGATSession, frontend_path_for
+from mmgat.export.runtime import MMGATSession, frontend_path_for
 from mmgat.model.frontend import AUDIOSET, default_device
 from mmgat.model.graph import MAX_WINDOW
 from mmgat.model.labels import CLASSES, GROUPS

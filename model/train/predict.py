@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmgat.model.audio import STFT_HOP_SAMPLES, LogMel, load_audio, split_frames
-from mmgat.model.frontend import (DEFAULT_FRONTEND, load_frontend, serving_precision,
-                                  weights_fingerprint)
+from mmgat.model.audio import STFT_HOP_SAMPLES, load_audio, split_frames
+from mmgat.model.frontend import DEFAULT_FRONTEND, LogMel, load_frontend
+from mmgat.model.frontend_file import serving_precision, weights_fingerprint
 from mmgat.model.graph import build_graph
-from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS, group_max
+from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS
+from mmgat.model.scorer import Scorer
 from mmgat.model.serving import LatestPerSecond, served_windows
 from mmgat.model.train.progress import track
 
@@ -133,12 +134,10 @@ def predict_clips(score, clips, window: int, config, device, batch_size: int = 6
 
 def torch_scorer(model):
     """`score` for predict_clips from an MMGAT module (eval mode, no gradients)."""
+    scorer = Scorer(model)
+
     @torch.inference_mode()
     def score(batch):
-        out = model(batch["nodes"], batch["weights"], batch["scale_masks"], batch["node_mask"])
-        probs = torch.sigmoid(out["logits"]).float().cpu().numpy()
-        node_probs = torch.sigmoid(out["node_logits"]).float().cpu().numpy()
-        if "group_logits" in out:
-            return probs, torch.sigmoid(out["group_logits"]).float().cpu().numpy(), node_probs
-        return probs, group_max(probs), node_probs  # no auxiliary head: its most probable member
+        outputs = scorer(batch["nodes"], batch["weights"], batch["scale_masks"], batch["node_mask"])
+        return tuple(output.float().cpu().numpy() for output in outputs)
     return score

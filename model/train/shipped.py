@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mmgat.model.checkpoint import save_checkpoint
-from mmgat.model.frontend import ASSETS
+from mmgat.model.frontend_file import ASSETS
 from mmgat.model.mmgat import MMGAT, MMGATConfig
 
 SHIPPED_MODEL = ASSETS / "mmgat.onnx"

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mmgat.model.audio import EXAMPLE_FRAMES, LOG_OFFSET, N_MELS, LogMel, load_audio, split_frames
-from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, VGGishTrunk,
+from mmgat.model.audio import EXAMPLE_FRAMES, LOG_OFFSET, N_MELS, load_audio, split_frames
+from mmgat.model.frontend import (AUDIOSET, TRUNK, Frontend, FrontendError, LogMel, VGGishTrunk,
                                   default_device, load_audioset, load_frontend, native_bf16,
                                   save_frontend, seeded_init)
 from mmgat.model.labels import NUM_CLASSES, NUM_GROUPS
@@ -487,7 +487,7 @@ def register(commands) -> None:
     parser = commands.add_parser("frontend", help="train the vggish-trunk frontend end to end",
                                  description=__doc__)
     parser.add_argument("--data", required=True, help="synthetic data set (mmgat-train synth)")
-    parser.add_argument("--out", required=True, help="frontend file to write (.pt)")
+    parser.add_argument("--out", required=True, help="frontend file to write (.npz)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, default=5.0,
                         help="length of the schedule, in passes over the train seconds")

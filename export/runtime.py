@@ -1,6 +1,9 @@
-"""The inference runtime of `mmgat-live`, `mmgat-tag` and evaluation: an exported MMGAT artifact
-(export/artifact.py) scored with ONNX Runtime (CUDA EP -> CPU), paired with the frontend file
-it names, which must lie beside it.
+"""The artifact loader: an exported MMGAT artifact (export/artifact.py) scored with ONNX Runtime
+(CUDA EP -> CPU), paired with the frontend file it names, which must lie beside it. Used by
+`mmgat-live`, `mmgat-tag`, evaluation and `mmgat-export --verify`.
+
+On the CPU the frontend runs in ONNX Runtime too (int8, model/int8.py): nothing here needs
+torch unless the frontend runs in torch (CUDA, or fp32/bf16 asked for).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mmgat.export.artifact import (INPUTS, METADATA_KEY, OUTPUTS, ModelError, check_metadata,
-                                   graph_settings, sha256_bytes)
-from mmgat.model.frontend import ASSETS, Frontend, default_device, load_frontend, serving_precision
+from mmgat.export.artifact import INPUTS, METADATA_KEY, OUTPUTS, ModelError, check_metadata, graph_settings
+from mmgat.model.frontend_file import ASSETS, check_device, frontend_device, serving_precision
+from mmgat.model.install import GPU_EXTRAS, InstallError
+from mmgat.model.sidecar import read_checked
 
 DEFAULT_MODEL = ASSETS / "mmgat.onnx"
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -32,14 +36,7 @@ class MMGATSession:
         from mmgat.model.int8 import session_options
 
         self.path = Path(path or DEFAULT_MODEL)
-        if not self.path.is_file():
-            raise ModelError(f"model not found: {self.path}")
-        data = self.path.read_bytes()
-        recorded = Path(f"{self.path}.sha256")
-        if not recorded.is_file():
-            raise ModelError(f"{self.path}: no recorded hash ({recorded.name} is missing)")
-        if sha256_bytes(data) != recorded.read_text().split()[0]:
-            raise ModelError(f"{self.path}: sha256 differs from {recorded.name} (corrupt or truncated)")
+        data = read_checked(self.path, ModelError, "model")
         try:
             self.session = ort.InferenceSession(
                 data, session_options(intra_op_threads), providers=choose_providers(cpu, ort.get_available_providers()))
@@ -59,7 +56,9 @@ class MMGATSession:
                                   np.asarray(scale_masks, bool), np.asarray(node_mask, bool))))
         return dict(zip(OUTPUTS, self.session.run(OUTPUTS, feeds)))
 
-    def check_frontend(self, frontend: Frontend) -> None:
+    def check_frontend(self, frontend) -> None:
+        """`frontend` (model.frontend.Frontend or model.int8.OnnxFrontend) is the one the model
+        was trained on, by name and fingerprint."""
         expected = self.metadata["frontend_fingerprint"]
         actual = frontend.recorded_fingerprint or frontend.fingerprint()
         if frontend.name != self.metadata["frontend_name"] or actual != expected:
@@ -80,14 +79,29 @@ def frontend_path_for(session: MMGATSession) -> Path:
     return beside
 
 
+def load_frontend_for(path, device: str, precision: str, threads: int):
+    """The frontend file at `path` running where and how it was asked: int8 in ONNX Runtime
+    (no torch), fp32 and bf16 in torch (InstallError when torch is not installed)."""
+    check_device(precision, device)
+    if precision == "int8":
+        from mmgat.model.int8 import OnnxFrontend
+
+        return OnnxFrontend.load(path, precision, threads)
+    try:
+        from mmgat.model.frontend import load_frontend
+    except ImportError:
+        raise InstallError(f"the {precision} frontend runs in torch, which is not installed: "
+                           f"{GPU_EXTRAS} (or use the int8 frontend)") from None
+    return load_frontend(path, device=device, precision=precision, threads=threads)
+
+
 def load_runtime(model_path=None, cpu: bool = False, intra_op_threads: int = 1,
-                 precision: str | None = None) -> tuple[MMGATSession, Frontend]:
+                 precision: str | None = None) -> tuple[MMGATSession, object]:
     """The artifact and the frontend it names, on CUDA when present (unless cpu), in
     `precision` (default: the serving precision of the device)."""
     session = MMGATSession(model_path, cpu=cpu, intra_op_threads=intra_op_threads)
-    device = default_device(cpu)
-    frontend = load_frontend(frontend_path_for(session), device=device,
-                             precision=precision or serving_precision(device),
-                             threads=intra_op_threads)
+    device = frontend_device(cpu)
+    frontend = load_frontend_for(frontend_path_for(session), device,
+                                 precision or serving_precision(device), intra_op_threads)
     session.check_frontend(frontend)
     return session, frontend

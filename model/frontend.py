@@ -23,10 +23,10 @@ from torchvggish.torchvggish import VGG, make_layers
 
 from mmgat.model.audio import (EMBED_DIM, EXAMPLE_FRAMES, FFT_SIZE, LOG_OFFSET, STFT_HOP_SAMPLES,
                                STFT_WINDOW_SAMPLES, mel_matrix)
-from mmgat.model.frontend_file import (AUDIOSET, DEFAULT_FRONTEND, PRECISIONS, TRUNK,
-                                       FrontendError, FrontendFile, check_device, frontend_device,
-                                       is_frontend_archive, parse_frontend,
-                                       weights_fingerprint, write_frontend)
+from mmgat.model.frontend_file import (AUDIOSET, DEFAULT_FRONTEND, PRECISIONS, TRUNK, FrontendError,
+                                       FrontendFile, check_device, check_names, frontend_device,
+                                       is_frontend_archive, parse_frontend, weights_fingerprint,
+                                       write_frontend)
 from mmgat.model.install import import_torchaudio
 from mmgat.model.int8 import POOLED_DIM, network_session
 from mmgat.model.sidecar import read_checked, sha256_file
@@ -204,18 +204,8 @@ def _safe_load(data: bytes, path: Path) -> dict:
 
 
 def _load_state(net: nn.Module, state: dict, source) -> None:
-    state = {k: torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float()
-             for k, v in state.items()}
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise FrontendError(f"{source}: wrong keys (missing: {missing[:4]}, unexpected: "
-                            f"{unexpected[:4]})")
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise FrontendError(f"{source}: {key} has shape {tuple(value.shape)}, "
-                                f"expected {tuple(expected[key].shape)}")
+    state = {k: torch.as_tensor(v).float() for k, v in state.items()}
+    check_names(source, state, {key: tuple(value.shape) for key, value in net.state_dict().items()})
     net.load_state_dict(state)
 
 

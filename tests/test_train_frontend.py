@@ -11,8 +11,8 @@ import soundfile
 import torch
 
 from mmgat.model.audio import SAMPLE_RATE, load_audio, split_frames
-from mmgat.model.frontend import (TRUNK, Frontend, VGGishTrunk, load_frontend, seeded_init,
-                                  serving_precision)
+from mmgat.model.frontend import TRUNK, Frontend, VGGishTrunk, load_frontend, seeded_init
+from mmgat.model.frontend_file import serving_precision
 from mmgat.model.labels import CLASSES
 from mmgat.model.train import cli
 from mmgat.model.train.data import cache_path, read_cache, synth_split

@@ -27,11 +27,13 @@ def installed_version(name: str) -> str:
 
 
 def pinned(*names: str) -> list[str]:
-    """This package's `NAME==VERSION` requirements of `names` (pyproject.toml's pins)."""
+    """This package's `NAME==VERSION` requirements of `names` (pyproject.toml's pins, in its
+    extras: torch and torchaudio belong to `train` and `gpu`)."""
     try:
-        return [r for r in requires("mmgat-live") or () if r.split("==")[0] in names and "==" in r]
+        pins = [r.split(";")[0].strip() for r in requires("mmgat-live") or ()]  # markers: the extras
     except PackageNotFoundError:  # a source tree that was never installed
         return []
+    return list(dict.fromkeys(pin for pin in pins if pin.split("==")[0] in names and "==" in pin))
 
 
 def torchaudio_mismatch(error: BaseException) -> InstallError:

@@ -61,7 +61,13 @@ def periodic_hann() -> np.ndarray:
 
 
 _HANN = periodic_hann().astype(np.float32)
-_MEL = mel_matrix().astype(np.float32)
+# The mel matrix by its nonzero weights, band after band (each band weights 1-17 of the 257 bins,
+# 461 in all): sums over those replace a dense product, which ran through multithreaded BLAS at
+# 13-25 ms a frame on a busy 2-core machine, against 0.1 ms here.
+_BAND_BINS = [np.flatnonzero(column) for column in mel_matrix().T]
+_MEL_BINS = np.concatenate(_BAND_BINS)
+_MEL_WEIGHTS = mel_matrix()[_MEL_BINS, np.repeat(np.arange(N_MELS), [len(b) for b in _BAND_BINS])].astype(np.float32)
+_MEL_STARTS = np.cumsum([0] + [len(b) for b in _BAND_BINS[:-1]])
 
 
 def log_mel(waveforms: np.ndarray) -> np.ndarray:
@@ -70,7 +76,8 @@ def log_mel(waveforms: np.ndarray) -> np.ndarray:
     waveforms = np.asarray(waveforms, np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(waveforms, STFT_WINDOW_SAMPLES, axis=-1)
     magnitude = np.abs(np.fft.rfft(windows[..., ::STFT_HOP_SAMPLES, :] * _HANN, n=FFT_SIZE))
-    return np.log(magnitude.astype(np.float32) @ _MEL + np.float32(LOG_OFFSET))
+    mel = np.add.reduceat(magnitude[..., _MEL_BINS] * _MEL_WEIGHTS, _MEL_STARTS, axis=-1)
+    return np.log(mel + np.float32(LOG_OFFSET))
 
 
 def log_mel_examples(frames: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import resource
 
 
 from live_fixtures import check_record, parse_records, run_live
+from mmgat.model.frontend_file import DEFAULT_FRONTEND
 from mmgat.model.train import finetune as finetune_module
 from mmgat.model.train import train_frontend as train_frontend_module
 from mmgat.model.train.cli import main
@@ -56,7 +57,7 @@ def test_finetune_stops_resumes_exports_and_runs_live(tmp_path, monkeypatch, cap
                      "--device", "cpu", "--minutes", "0.05"]) == 130
     state = json.loads((out / "finetune.json").read_text())
     assert state["stage"] == "mmgat" and state["frontend_steps"] > 0  # per-second labels: trunk
-    frontend = out / "frontend-vggish-trunk.pt"
+    frontend = out / DEFAULT_FRONTEND.name
     trained_at = frontend.stat().st_mtime_ns
     assert main(["finetune", "--data", str(data), "--out", str(out), "--minutes", "0.05"]) == 1
     assert "--resume" in capsys.readouterr().err

@@ -5,6 +5,7 @@ pip's cache for the dependencies."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,10 @@ def run(*command, **options) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_the_wheel_installs_without_torch_and_runs_the_demo(tmp_path):
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", REPO)
+    source = tmp_path / "source"  # pip builds in the tree it is given: a copy keeps build/ out of ours
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", source)
     (wheel,) = (tmp_path / "dist").glob("mmgat_live-*.whl")
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)

@@ -13,20 +13,16 @@ from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.labels import CLASSES
 from mmgat.model.train import cli, compose, hydrogen, negatives, planning, render, singing, synth
 
-from test_synth import FLUID_R3, _second_rms_db, needs_fluidsynth
+from test_synth import FLUID_R3, _second_rms_db, fluid_r3, needs_fluidsynth  # noqa: F401 (a fixture)
 
 ESPEAK = singing.espeak_version() is not None
 KITS = hydrogen.find_kits(hydrogen.TRAINING_KITS + hydrogen.HELD_OUT_KITS)
 needs_kits = pytest.mark.skipif(len(KITS) < 2, reason="needs hydrogen-drumkits (apt)")
 
 
-@pytest.fixture(scope="module")
-def fluid_r3():
-    from mmgat.model.train import fluidsynth
-
-    synths = {FLUID_R3: fluidsynth.FluidSynth(FLUID_R3)}
-    yield synths, [planning.SoundFont(FLUID_R3, synths[FLUID_R3].presets)]
-    synths[FLUID_R3].close()
+# A SoundFont with every patch of the catalogue, for plans only (never rendered).
+GM = planning.SoundFont(FLUID_R3 or "FluidR3_GM.sf2", frozenset(
+    patch for families in planning.INSTRUMENTS.values() for family in families for patch in family.patches))
 
 
 @pytest.mark.parametrize("kind", [k for k in negatives.KINDS if ESPEAK or k not in negatives.VOCAL_KINDS])
@@ -135,12 +131,10 @@ def test_a_breakbeat_is_dense():
 def test_kits_and_backgrounds_leave_the_rest_of_a_plan_as_it_was():
     """They draw from a stream of their own: the other parts, the song and the conditions are
     those of the plan without them, so older runs render the same clips."""
-    gm = planning.SoundFont(FLUID_R3 or "FluidR3_GM.sf2", frozenset(
-        patch for family in sum(planning.INSTRUMENTS.values(), ()) for patch in family.patches))
     changed = 0
     for seed in range(40):
-        plain = planning.plan_clip(seed, [gm], 10, 12, conditions_chance=1.0)
-        extra = planning.plan_clip(seed, [gm], 10, 12, conditions_chance=1.0, kits=("A", "B"))
+        plain = planning.plan_clip(seed, [GM], 10, 12, conditions_chance=1.0)
+        extra = planning.plan_clip(seed, [GM], 10, 12, conditions_chance=1.0, kits=("A", "B"))
         assert (plain.song, plain.conditions, plain.duration) == (extra.song, extra.conditions, extra.duration)
         for a, b in zip(plain.parts, extra.parts, strict=True):
             if b.kit:
@@ -152,9 +146,7 @@ def test_kits_and_backgrounds_leave_the_rest_of_a_plan_as_it_was():
 
 
 def test_band_clips_put_a_kit_over_guitars_and_keys_down_to_minus_12_db():
-    gm = planning.SoundFont(FLUID_R3 or "FluidR3_GM.sf2", frozenset(
-        patch for family in sum(planning.INSTRUMENTS.values(), ()) for patch in family.patches))
-    plans = [planning.plan_clip(seed, [gm], 10, 12, kits=("A",), bands=1.0) for seed in range(30)]
+    plans = [planning.plan_clip(seed, [GM], 10, 12, kits=("A",), bands=1.0) for seed in range(30)]
     for plan in plans:
         kits = [p for p in plan.parts if p.kit]
         assert kits and all(planning.BAND_KIT_DB[0] <= p.gain_db <= planning.BAND_KIT_DB[1] for p in kits)

@@ -10,7 +10,8 @@ line (roots, root-fifth, eighths, walking), chords (sustained, pulsed, off-beat,
 arpeggio, piano (left-hand bass + right-hand chords or melody), guitar strums on a real
 tuning, ukulele strums on the re-entrant G4-C4-E4-A4 tuning, banjo forward rolls in open G
 with the drone fifth string, mandolin tremolo on doubled courses, drums and cymbals (one
-groove, split so that they can play apart or together).
+groove, split so that they can play apart or together), and a dense breakbeat split the same
+way (sixteenth-note hats, syncopated kick, ghost notes; played on recorded Hydrogen kits).
 """
 
 from __future__ import annotations

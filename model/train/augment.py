@@ -4,11 +4,12 @@
 manifest records exactly what was applied), `apply(wave, params)` is a pure function of the
 wave and that dict, and `augment(wave, rng, strength)` does both, for on-the-fly use.
 
-Chain: pitch shift -> amp drive (tanh) -> bus compression and saturation (a drum bus) -> EQ (spectral tilt, peaking bands, high/low-pass
-band limits, speaker cabinet after drive) -> reverb (synthetic room, brighter frequencies
-decaying faster) -> noise (white, pink or brown at a signal-to-noise ratio) -> gain.
-`strength` scales the EQ, pitch and gain ranges and the chances of the optional stages;
-0 leaves the wave unchanged. Output has the input's length and dtype float32.
+Chain: pitch shift -> amp drive (tanh) -> bus compression and saturation (a drum bus) -> EQ
+(spectral tilt, peaking bands, high/low-pass band limits, speaker cabinet after drive) ->
+reverb (synthetic room, brighter frequencies decaying faster) -> noise (white, pink or brown at
+a signal-to-noise ratio) -> gain. `strength` scales the EQ, pitch and gain ranges and the
+chances of the optional stages; 0 leaves the wave unchanged. Output has the input's length and
+dtype float32.
 """
 
 from __future__ import annotations

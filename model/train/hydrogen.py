@@ -140,7 +140,7 @@ def load_kit(folder: Path) -> Kit:
         layers = [layer for layer in layers if layer.path.is_file()]
         if layers:
             gain = _number(element, "gain", 1.0) * _number(element, "volume", 1.0)
-            instruments.append(Instrument(name, role, gain, tuple(sorted(layers, key=lambda l: l.low))))
+            instruments.append(Instrument(name, role, gain, tuple(sorted(layers, key=lambda layer: layer.low))))
     digest = hashlib.sha256(xml_file.read_bytes()).hexdigest()
     return Kit(folder.name, tuple(instruments), digest)
 
@@ -150,7 +150,7 @@ def find_kits(names, directory: Path = KIT_DIR) -> tuple[Kit, ...]:
     return tuple(load_kit(directory / name) for name in names if (directory / name / "drumkit.xml").is_file())
 
 
-@functools.lru_cache(maxsize=512)
+@functools.cache  # the ten training kits' samples: 29 MB at SAMPLE_RATE; resampling is the slow part
 def sample(path: Path) -> np.ndarray:
     """A layer's sample, mono at SAMPLE_RATE."""
     audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
@@ -159,7 +159,8 @@ def sample(path: Path) -> np.ndarray:
 
 def choose_instruments(kit: Kit, rng: np.random.Generator) -> dict[int, Instrument]:
     """One instrument per GM key the kit can play (toms spread high to low over the kit's)."""
-    roles = sorted({r for roles in _GM_ROLES.values() for r in roles})  # sorted: the same draws in every process
+    # sorted: a set's order changes from process to process, the draws must not
+    roles = sorted({r for roles in _GM_ROLES.values() for r in roles})
     chosen_role = {role: (options[int(rng.integers(len(options)))] if options else None)
                    for role in roles for options in [kit.by_role(role)]}
     toms = kit.by_role("tom")
@@ -176,8 +177,10 @@ def choose_instruments(kit: Kit, rng: np.random.Generator) -> dict[int, Instrume
 
 
 def _layer(instrument: Instrument, velocity: float) -> Layer:
-    inside = [l for l in instrument.layers if l.low <= velocity <= l.high]
-    return inside[-1] if inside else min(instrument.layers, key=lambda l: abs((l.low + l.high) / 2 - velocity))
+    inside = [layer for layer in instrument.layers if layer.low <= velocity <= layer.high]
+    if inside:
+        return inside[-1]
+    return min(instrument.layers, key=lambda layer: abs((layer.low + layer.high) / 2 - velocity))
 
 
 def render(kit: Kit, notes: list[compose.Note], song: compose.Song, n_samples: int,

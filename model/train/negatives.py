@@ -151,7 +151,8 @@ def _fan(bed: dict, n: int, rng) -> np.ndarray:
     air = augment.equalise(augment.coloured_noise(n, bed["color"], bed["seed"]),
                            {"lowpass_hz": bed["lowpass_hz"], "highpass_hz": 40.0})
     air /= max(augment.rms(air), 1e-12)
-    blade = sum(np.sin(2 * np.pi * h * bed["blade_hz"] * t + rng.uniform(0, 2 * np.pi)) / h for h in (1, 2, 3))
+    blade = sum(np.sin(2 * np.pi * h * bed["blade_hz"] * t + rng.uniform(0, 2 * np.pi)) / h
+                for h in (1, 2, 3))
     pulse = 1 + bed["pulse_depth"] * np.sin(2 * np.pi * bed["pulse_hz"] * t)
     return (air + blade * 10 ** (bed["blade_db"] / 20)) * pulse
 

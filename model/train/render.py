@@ -1,11 +1,12 @@
 """Rendering a clip plan (planning.py) into audio and its per-second labels.
 
 A part is rendered alone (FluidSynth at RENDER_RATE, then resampled, sung by espeak-ng, or
-played on a Hydrogen kit), normalised to a common RMS over the seconds it plays, augmented (augment.py), gated to its
-seconds and mixed at its gain; a clip's background (negatives.py) joins the sum, at its signal-to-noise ratio over the
-music's seconds (or alone), before the mix is augmented again and goes through the recording
-conditions. Per-second labels are the scheduled seconds in which the part is actually audible,
-plus `voice` where a background's speech is.
+played on a Hydrogen kit), normalised to a common RMS over the seconds it plays, augmented
+(augment.py), gated to its seconds and mixed at its gain; a clip's background (negatives.py)
+joins the sum, at its signal-to-noise ratio over the music's seconds (or alone), before the mix
+is augmented again and goes through the recording conditions. Per-second labels are the
+scheduled seconds in which the part is actually audible, plus `voice` where a background's
+speech is.
 """
 
 from __future__ import annotations

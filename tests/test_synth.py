@@ -42,9 +42,10 @@ def fluid_r3():
 
 
 def _synth(out, seed, clips, workers=1, *extra):
+    """A small run; without backgrounds and Hydrogen kits unless `extra` asks for them."""
     return cli.main(["synth", "--out", str(out), "--clips", str(clips), "--seed", str(seed),
                      "--soundfont", str(FLUID_R3), "--min-s", "10", "--max-s", "12",
-                     "--workers", str(workers), *extra])
+                     "--workers", str(workers), "--negatives", "0", "--kits", "none", *extra])
 
 
 @pytest.fixture(scope="module")

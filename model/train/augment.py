@@ -4,11 +4,12 @@
 manifest records exactly what was applied), `apply(wave, params)` is a pure function of the
 wave and that dict, and `augment(wave, rng, strength)` does both, for on-the-fly use.
 
-Chain: pitch shift -> amp drive (tanh) -> EQ (spectral tilt, peaking bands, high/low-pass
-band limits, speaker cabinet after drive) -> reverb (synthetic room, brighter frequencies
-decaying faster) -> noise (white, pink or brown at a signal-to-noise ratio) -> gain.
-`strength` scales the EQ, pitch and gain ranges and the chances of the optional stages;
-0 leaves the wave unchanged. Output has the input's length and dtype float32.
+Chain: pitch shift -> amp drive (tanh) -> bus compression and saturation (a drum bus) -> EQ
+(spectral tilt, peaking bands, high/low-pass band limits, speaker cabinet after drive) ->
+reverb (synthetic room, brighter frequencies decaying faster) -> noise (white, pink or brown at
+a signal-to-noise ratio) -> gain. `strength` scales the EQ, pitch and gain ranges and the
+chances of the optional stages; 0 leaves the wave unchanged. Output has the input's length and
+dtype float32.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def apply(wave: np.ndarray, params: dict) -> np.ndarray:
         out = pitch_shift(out, params["pitch_semitones"])
     if params.get("drive"):
         out = overdrive(out, params["drive"]["gain_db"], params["drive"]["asymmetry"])
+    if params.get("bus"):
+        out = drum_bus(out, **params["bus"])
     out = equalise(out, params)
     if params.get("reverb"):
         out = add_reverb(out, **params["reverb"])
@@ -115,6 +118,27 @@ def overdrive(wave: np.ndarray, gain_db: float, asymmetry: float) -> np.ndarray:
     if level == 0.0:
         return wave
     driven = np.tanh(wave / level * 0.1 * 10 ** (gain_db / 20) + asymmetry) - np.tanh(asymmetry)
+    return driven * (level / max(rms(driven), 1e-12))
+
+
+def draw_bus(rng: np.random.Generator) -> dict:
+    """A drum bus as records have one: hard compression, then tape-like saturation."""
+    return {"threshold_db": _uniform(rng, -30, -10, 2), "ratio": _uniform(rng, 3, 12, 2),
+            "attack_ms": _uniform(rng, 0.5, 15, 2), "release_ms": _uniform(rng, 40, 300, 1),
+            "saturation_db": _uniform(rng, 0, 18, 1)}
+
+
+def drum_bus(wave: np.ndarray, threshold_db: float, ratio: float, attack_ms: float,
+             release_ms: float, saturation_db: float) -> np.ndarray:
+    """pedalboard's compressor at the wave's own level, then tanh saturation; back at the input's RMS."""
+    import pedalboard
+
+    level = rms(wave)
+    if level == 0.0:
+        return wave
+    scaled = (wave / level * 0.1).astype(np.float32)  # the threshold is relative to -20 dBFS RMS
+    squashed = pedalboard.Compressor(threshold_db, ratio, attack_ms, release_ms)(scaled[None], SAMPLE_RATE)[0]
+    driven = np.tanh(squashed.astype(np.float64) * 10 ** (saturation_db / 20))
     return driven * (level / max(rms(driven), 1e-12))
 
 

@@ -10,7 +10,8 @@ line (roots, root-fifth, eighths, walking), chords (sustained, pulsed, off-beat,
 arpeggio, piano (left-hand bass + right-hand chords or melody), guitar strums on a real
 tuning, ukulele strums on the re-entrant G4-C4-E4-A4 tuning, banjo forward rolls in open G
 with the drone fifth string, mandolin tremolo on doubled courses, drums and cymbals (one
-groove, split so that they can play apart or together).
+groove, split so that they can play apart or together), and a dense breakbeat split the same
+way (sixteenth-note hats, syncopated kick, ghost notes; played on recorded Hydrogen kits).
 """
 
 from __future__ import annotations
@@ -436,6 +437,49 @@ def _cymbal_beat(style, b, beat, timekeeper, hit):
         hit(beat + 0.5, timekeeper, 70)
 
 
+def _breakbeat(song: Song, n_beats: float) -> tuple[list[Note], list[Note]]:
+    """(drums, cymbals) of a dense breakbeat drawn from the song's groove seed: sixteenth-note
+    closed hats with accents (now and then an open hat on an off-beat), a syncopated kick, the
+    backbeat snare with ghost notes between; a new kick figure every two bars."""
+    rng = np.random.default_rng([song.groove_seed, 1])
+    kick, snare = int(rng.choice(KICKS)), int(rng.choice(SNARES))
+    ghost_chance = float(rng.uniform(0.15, 0.45))
+    drums, cymbals = [], []
+
+    def hit(notes, beat, pitch, velocity, length=0.25):
+        notes.append(Note(beat, length, pitch, _velocity(rng, velocity, 8), DRUM_CHANNEL))
+
+    figure = ()
+    for bar, _ in _bars(song, n_beats):
+        if (bar // song.beats_per_bar) % 2 == 0:  # sixteenths (of the bar) that hold a kick
+            figure = (0,) + tuple(int(k) for k in rng.choice(np.arange(2, 4 * song.beats_per_bar),
+                                                             size=int(rng.integers(1, 4)), replace=False))
+        if (bar // song.beats_per_bar) % 4 == 0:
+            hit(cymbals, bar, int(rng.choice(CRASHES)), 110, length=2.0)
+        for k in range(4 * song.beats_per_bar):
+            beat = bar + k / 4
+            backbeat = k % 8 == 4
+            if k in figure and not backbeat:
+                hit(drums, beat, kick, 110)
+            if backbeat:
+                hit(drums, beat, snare, 112)
+            elif k % 2 == 1 and rng.random() < ghost_chance:
+                hit(drums, beat, snare, 38)  # ghost note
+            open_hat = k % 4 == 2 and rng.random() < 0.12
+            hit(cymbals, beat, OPEN_HAT if open_hat else CLOSED_HAT, 95 if k % 2 == 0 else 62)
+    return drums, cymbals
+
+
+def break_drums(song, rng, n_beats, register) -> list[Note]:
+    """Kick and snare (with ghost notes) of the song's breakbeat."""
+    return _breakbeat(song, n_beats)[0]
+
+
+def break_cymbals(song, rng, n_beats, register) -> list[Note]:
+    """Sixteenth-note hi-hats and crashes of the song's breakbeat."""
+    return _breakbeat(song, n_beats)[1]
+
+
 def drums(song, rng, n_beats, register) -> list[Note]:
     """Kick, snare, side stick and toms of the song's groove (no cymbals, no hi-hats)."""
     return _groove(song, n_beats)[0]
@@ -459,6 +503,8 @@ IDIOMS = {
     "banjo_roll": banjo_roll,
     "drums": drums,
     "cymbals": cymbals,
+    "break_drums": break_drums,
+    "break_cymbals": break_cymbals,
 }
 
 

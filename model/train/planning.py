@@ -3,18 +3,26 @@ presets, clip lengths, classes, whether espeak-ng may sing), so that the same se
 same plan on every machine with the same inputs. Rendering the plan is render.py's job.
 
 A clip has 1-5 instruments of one `Song` (compose.py), each with its SoundFont, patch, idiom,
-seconds, mix gain and augmentation.
+seconds, mix gain and augmentation. What issue 28 added draws from a stream of its own
+(EXTRAS_STREAM), after the plan above, so that a run without it plans exactly as before:
+
+- recorded Hydrogen kits (hydrogen.py) play drums and cymbals parts (KIT_CHANCE of them), often
+  a dense breakbeat through a drum bus (compression, saturation);
+- band clips (`bands` of them): a Hydrogen kit under guitars or keys mixed down to -12 dB, as in
+  records where the drums mask the guitar;
+- backgrounds (`negatives` of the clips): noise, hum, fans, rooms, clicks or speech alone, around
+  the music (seconds without an instrument) or under it (negatives.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from mmgat.model.labels import CLASSES
-from mmgat.model.train import augment, compose, conditions
+from mmgat.model.train import augment, compose, conditions, negatives
 from mmgat.model.train.fluidsynth import Patch
 from mmgat.model.train.instruments import INSTRUMENTS, KIT_SOUNDFONTS
 from mmgat.model.train.singing import ESPEAK_VOICES, SYLLABLES
@@ -24,6 +32,13 @@ PARTS_PER_CLIP_WEIGHTS = (0.1, 0.25, 0.3, 0.2, 0.15)
 KIT_PARTNERS = {"drums": "cymbals", "cymbals": "drums"}
 KIT_PARTNER_CHANCE = 0.5  # a kit half brings the other half along this often ...
 KIT_WEIGHT = 0.75  # ... so each half is drawn a little less often by itself (balance)
+EXTRAS_STREAM = 28  # the random stream of the additions below (issue 28)
+KIT_CHANCE = 0.3  # a drums or cymbals part of an ordinary clip plays a Hydrogen kit this often
+BREAK_CHANCE = 0.6  # a Hydrogen kit plays the song's breakbeat rather than its groove
+BUS_CHANCE = 0.6  # a Hydrogen kit part goes through a drum bus (augment.drum_bus)
+BAND_LEADS = {"guitar": 0.5, "piano": 0.25, "organ": 0.1, "synthesizer": 0.05, "voice": 0.1}
+BAND_KIT_DB = (-3.0, 0.0)  # the kit's mix gain in a band clip ...
+BAND_UNDER_DB = (-12.0, 0.0)  # ... and the others' (down to 12 dB under it)
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class PartPlan:
     patch: Patch | None = None
     channels_detune_cents: dict[int, float] = field(default_factory=dict)
     voice: dict | None = None  # espeak-ng settings when sung by espeak-ng
+    kit: str | None = None  # a Hydrogen kit (hydrogen.py) playing this drums or cymbals part
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,13 @@ class ClipPlan:
     mix_augment: dict
     mix_rms_dbfs: float
     conditions: dict = field(default_factory=dict)  # conditions.draw_conditions: room, device, ...
+    background: dict = field(default_factory=dict)  # negatives.draw_background: noise without music
+
+    def music_seconds(self) -> range:
+        """The seconds that must hold an audible instrument."""
+        if self.background.get("mode") == "alone":
+            return range(0)
+        return range(*self.background.get("music_s", (0, self.duration)))
 
 
 def clip_seed(seed: int, index: int) -> int:
@@ -75,10 +98,13 @@ def clip_seed(seed: int, index: int) -> int:
 
 def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
               classes=CLASSES, attempt: int = 0, espeak: bool = False,
-              conditions_chance: float = 0.0) -> ClipPlan:
+              conditions_chance: float = 0.0, kits: tuple[str, ...] = (), bands: float = 0.0,
+              negatives_share: float = 0.0) -> ClipPlan:
     """The clip of this seed, a pure function of its arguments: `espeak` says whether the
     voice may be sung by espeak-ng (whether it is installed, which the run records);
-    `conditions_chance` scales the chances of the recording conditions (0: none)."""
+    `conditions_chance` scales the chances of the recording conditions (0: none); `kits` are
+    the Hydrogen kits' names, `bands` the share of band clips, `negatives_share` that of clips
+    with a background (the module docstring)."""
     rng = np.random.default_rng([seed, attempt])
     duration = int(rng.integers(min_s, max_s + 1))
     song = compose.random_song(rng)
@@ -89,7 +115,64 @@ def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
     mix = augment.draw_params(rng, 0.6, pitch=False)
     level = round(float(rng.uniform(-26, -14)), 2)
     recorded = conditions.draw_conditions(rng, conditions_chance) if conditions_chance else {}
-    return ClipPlan(seed, duration, song, parts, mix, level, recorded)
+    plan = ClipPlan(seed, duration, song, parts, mix, level, recorded)
+    if kits or negatives_share:
+        plan = _with_extras(plan, np.random.default_rng([seed, attempt, EXTRAS_STREAM]), soundfonts,
+                            classes, espeak, kits, bands, negatives_share)
+    return plan
+
+
+def _with_extras(plan: ClipPlan, rng, soundfonts, classes, espeak, kits, bands, negatives_share) -> ClipPlan:
+    """The plan with Hydrogen kits, as a band clip, and with a background (module docstring)."""
+    parts, band = plan.parts, False
+    if kits and "drums" in classes and rng.random() < bands:
+        lineup = band_instruments(rng, classes)
+        spans = schedule(rng, len(lineup), plan.duration)
+        parts = tuple(plan_part(rng, name, start, end, soundfonts, espeak)
+                      for name, (start, end) in zip(lineup, spans))
+        band = True
+    if kits:
+        breakbeat, kit = bool(rng.random() < BREAK_CHANCE), str(rng.choice(kits))
+        parts = tuple(_on_kit(rng, p, kit, breakbeat, band) if p.instrument in KIT_PARTNERS
+                      and (band or rng.random() < KIT_CHANCE) else p for p in parts)
+        if band:
+            parts = tuple(p if p.kit else replace(p, gain_db=round(float(rng.uniform(*BAND_UNDER_DB)), 2))
+                          for p in parts)
+    plan = replace(plan, parts=parts)
+    if rng.random() < negatives_share:
+        background = negatives.draw_background(rng, plan.duration, espeak)
+        plan = replace(plan, background=background)
+        if background["mode"] == "alone":
+            plan = replace(plan, parts=(), mix_rms_dbfs=background["level_dbfs"])
+        elif background["mode"] == "around":
+            start, end = background["music_s"]
+            spans = schedule(rng, len(plan.parts), end - start)
+            plan = replace(plan, parts=tuple(replace(p, start_s=start + a, end_s=start + b)
+                                             for p, (a, b) in zip(plan.parts, spans)))
+    return plan
+
+
+def band_instruments(rng, classes) -> list[str]:
+    """A band: drums (cymbals mostly along), a lead of guitar or keys, maybe bass and a second."""
+    lineup = ["drums"] + (["cymbals"] if rng.random() < 0.8 else [])
+    leads = list(BAND_LEADS)
+    lineup.append(str(rng.choice(leads, p=list(BAND_LEADS.values()))))
+    if rng.random() < 0.5:
+        lineup.append("bass")
+    if rng.random() < 0.3:
+        lineup.append(str(rng.choice(["guitar", "piano", "organ"])))
+    return [c for c in dict.fromkeys(lineup) if c in classes]
+
+
+def _on_kit(rng, part: PartPlan, kit: str, breakbeat: bool, band: bool) -> PartPlan:
+    """The drums or cymbals part played by a Hydrogen kit, maybe a breakbeat through a drum bus."""
+    params = {k: v for k, v in part.augment.items() if k not in ("detune_cents", "drive")}
+    if rng.random() < BUS_CHANCE:
+        params["bus"] = augment.draw_bus(rng)
+    idiom = f"break_{part.instrument}" if breakbeat else part.instrument
+    gain = round(float(rng.uniform(*BAND_KIT_DB)), 2) if band else part.gain_db
+    return replace(part, idiom=idiom, soundfont=None, patch=None, channels_detune_cents={},
+                   kit=kit, augment=params, gain_db=gain)
 
 
 def choose_instruments(rng, classes) -> list[str]:

@@ -1,9 +1,12 @@
 """Rendering a clip plan (planning.py) into audio and its per-second labels.
 
-A part is rendered alone (FluidSynth at RENDER_RATE, then resampled, or sung by espeak-ng),
-normalised to a common RMS over the seconds it plays, augmented (augment.py), gated to its
-seconds and mixed at its gain; the mix is augmented again. Per-second labels are the scheduled
-seconds in which the part is actually audible.
+A part is rendered alone (FluidSynth at RENDER_RATE, then resampled, sung by espeak-ng, or
+played on a Hydrogen kit), normalised to a common RMS over the seconds it plays, augmented
+(augment.py), gated to its seconds and mixed at its gain; a clip's background (negatives.py)
+joins the sum, at its signal-to-noise ratio over the music's seconds (or alone), before the mix
+is augmented again and goes through the recording conditions. Per-second labels are the
+scheduled seconds in which the part is actually audible, plus `voice` where a background's
+speech is.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 from mmgat.model.audio import SAMPLE_RATE, to_mono_16k
 from mmgat.model.labels import CLASSES, GROUPS, group_max, multi_hot
-from mmgat.model.train import augment, compose
+from mmgat.model.train import augment, compose, hydrogen, negatives
 from mmgat.model.train.conditions import apply_conditions
 from mmgat.model.train.fluidsynth import RENDER_RATE, FluidSynth
 from mmgat.model.train.instruments import KIT_NOTE_MAP
@@ -29,7 +32,7 @@ MAX_PLAN_ATTEMPTS = 10
 
 
 def render_part(part: PartPlan, song: compose.Song, duration: int,
-                synths: dict[Path, FluidSynth]) -> np.ndarray:
+                synths: dict[Path, FluidSynth], kits: dict[str, hydrogen.Kit] | None = None) -> np.ndarray:
     """The part alone at SAMPLE_RATE over the whole clip: normalised, augmented, gated to its
     seconds and scaled by its mix gain. Only its own seconds are rendered."""
     rng = np.random.default_rng(part.seed)
@@ -39,6 +42,8 @@ def render_part(part: PartPlan, song: compose.Song, duration: int,
     seconds = part.end_s - part.start_s
     if part.voice is not None:
         wave = sing(notes, song, part.voice, seconds * SAMPLE_RATE, rng)
+    elif part.kit is not None:
+        wave = hydrogen.render(kits[part.kit], notes, song, seconds * SAMPLE_RATE, rng)
     else:
         if part.soundfont.recorded_kit:  # the notes the kit lacks, on the ones it has
             notes = [replace(n, pitch=KIT_NOTE_MAP.get(n.pitch, n.pitch)) for n in notes]
@@ -74,6 +79,7 @@ class RenderedClip:
     plan: ClipPlan
     audio: np.ndarray  # float32 at SAMPLE_RATE
     part_seconds: list[np.ndarray]  # per part, (duration,) bool audible seconds
+    voice_seconds: np.ndarray | None = None  # (duration,) bool: a background's speech is heard
 
     @property
     def second_labels(self) -> np.ndarray:
@@ -81,31 +87,48 @@ class RenderedClip:
         labels = np.zeros((self.plan.duration, len(CLASSES)), dtype=np.float32)
         for part, seconds in zip(self.plan.parts, self.part_seconds):
             labels[seconds] = np.maximum(labels[seconds], multi_hot([part.instrument]))
+        if self.voice_seconds is not None:
+            labels[self.voice_seconds] = np.maximum(labels[self.voice_seconds], multi_hot(["voice"]))
         return labels
 
 
-def render_plan(plan: ClipPlan, synths: dict[Path, FluidSynth]) -> RenderedClip:
-    parts = [render_part(p, plan.song, plan.duration, synths) for p in plan.parts]
+def render_plan(plan: ClipPlan, synths: dict[Path, FluidSynth],
+                kits: dict[str, hydrogen.Kit] | None = None) -> RenderedClip:
+    parts = [render_part(p, plan.song, plan.duration, synths, kits) for p in plan.parts]
     seconds = [audible_seconds(w, p.start_s, p.end_s) for w, p in zip(parts, plan.parts)]
-    mix = augment.apply(np.sum(parts, axis=0), plan.mix_augment)
+    music = np.sum(parts, axis=0) if parts else np.zeros(plan.duration * SAMPLE_RATE)
+    voice_seconds = None
+    if plan.background:
+        bed = negatives.render_background(plan.background, len(music))
+        if plan.background["mode"] == "alone":
+            music = bed
+        else:
+            span = plan.music_seconds()
+            level = augment.rms(music[span.start * SAMPLE_RATE: span.stop * SAMPLE_RATE])
+            music = music + bed * level * 10 ** (-plan.background["snr_db"] / 20)
+        if negatives.vocal(plan.background):
+            voice_seconds = audible_seconds(bed, 0, plan.duration)
+    mix = augment.apply(music, plan.mix_augment)
     if plan.conditions:
         mix = apply_conditions(mix, plan.conditions)
     mix = mix * (10 ** (plan.mix_rms_dbfs / 20) / max(augment.rms(mix), 1e-9))
     peak = float(np.max(np.abs(mix)))
     if peak > 0.98:
         mix = mix * (0.98 / peak)
-    return RenderedClip(plan, mix.astype(np.float32), seconds)
+    return RenderedClip(plan, mix.astype(np.float32), seconds, voice_seconds)
 
 
 def render_clip(seed: int, soundfonts: list[SoundFont], synths: dict[Path, FluidSynth], min_s: int,
                 max_s: int, classes=CLASSES, espeak: bool = False,
-                conditions_chance: float = 0.0) -> RenderedClip:
+                conditions_chance: float = 0.0, kits: dict[str, hydrogen.Kit] | None = None,
+                bands: float = 0.0, negatives_share: float = 0.0) -> RenderedClip:
     """The clip of this seed; plans again (deterministically) in the rare case that some
-    second ends up without an audible instrument."""
+    second of its music ends up without an audible instrument."""
     for attempt in range(MAX_PLAN_ATTEMPTS):
-        plan = plan_clip(seed, soundfonts, min_s, max_s, classes, attempt, espeak, conditions_chance)
-        clip = render_plan(plan, synths)
-        if clip.second_labels.max(axis=1).all():
+        plan = plan_clip(seed, soundfonts, min_s, max_s, classes, attempt, espeak, conditions_chance,
+                         tuple(kits or ()), bands, negatives_share)
+        clip = render_plan(plan, synths, kits)
+        if clip.second_labels[list(plan.music_seconds())].max(axis=1, initial=0).all():
             return clip
     raise RuntimeError(f"clip seed {seed}: a second stayed silent in {MAX_PLAN_ATTEMPTS} plans")
 
@@ -116,7 +139,7 @@ def manifest_record(clip: RenderedClip, path: str) -> dict:
     groups = group_max(present)
     parts = [{"class": p.instrument, "program": p.patch[1] if p.patch else None,
               "bank": p.patch[0] if p.patch else None,
-              "soundfont": p.soundfont.name if p.soundfont else f"{ESPEAK}/en+{p.voice['voice']}",
+              "soundfont": _source(p),
               "start_s": p.start_s, "end_s": p.end_s, "gain_db": p.gain_db, "augment": p.augment}
              for p in clip.plan.parts]
     return {
@@ -128,6 +151,14 @@ def manifest_record(clip: RenderedClip, path: str) -> dict:
         "parts": parts,
         "seed": clip.plan.seed,
         "conditions": clip.plan.conditions,
-        "soundfonts": sorted({p.soundfont.name for p in clip.plan.parts if p.soundfont}),
+        "soundfonts": sorted({_source(p) for p in clip.plan.parts if p.soundfont or p.kit}),
+        **({"background": clip.plan.background} if clip.plan.background else {}),
     }
+
+
+def _source(part: PartPlan) -> str:
+    """What plays the part: a SoundFont's file name, hydrogen/KIT or espeak-ng/en+VOICE."""
+    if part.soundfont:
+        return part.soundfont.name
+    return f"{hydrogen.KIT_PREFIX}{part.kit}" if part.kit else f"{ESPEAK}/en+{part.voice['voice']}"
 

@@ -42,6 +42,12 @@ def midi_hz(pitch: float) -> float:
     return 440.0 * 2.0 ** ((pitch - 69) / 12)
 
 
+def read_wav(data: bytes) -> np.ndarray:
+    """espeak-ng's --stdout WAV, mono at SAMPLE_RATE."""
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="float32")
+    return to_mono_16k(samples, rate)
+
+
 @functools.lru_cache(maxsize=32)  # a part sings 3 syllables; a held syllable is 6 s of audio
 def espeak_syllable(syllable: str, voice: str, speed: int, pitch: int) -> tuple[np.ndarray, float]:
     """A monotone sustained syllable at SAMPLE_RATE (silence trimmed) and its pitch in Hz."""
@@ -50,8 +56,7 @@ def espeak_syllable(syllable: str, voice: str, speed: int, pitch: int) -> tuple[
     result = subprocess.run(command, capture_output=True)
     if result.returncode != 0 or not result.stdout:
         raise OSError(f"{ESPEAK} -v en+{voice} failed: {result.stderr.decode(errors='replace').strip()}")
-    samples, rate = soundfile.read(io.BytesIO(result.stdout), dtype="float32")
-    samples = to_mono_16k(samples, rate)
+    samples = read_wav(result.stdout)
     loud = np.flatnonzero(np.abs(samples) > 0.02 * np.abs(samples).max())
     samples = samples[loud[0]: loud[-1] + 1]
     hz = _pitch_hz(samples)

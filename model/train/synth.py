@@ -6,7 +6,8 @@ instrument. The pieces, one concern each:
 
 - instruments.py: which patches play each class, and how (the catalogue);
 - planning.py: a clip's plan, a pure function of its seed and the run's settings;
-- fluidsynth.py and singing.py: the two sound sources (libfluidsynth, espeak-ng);
+- fluidsynth.py, singing.py and hydrogen.py: the sound sources (libfluidsynth, espeak-ng,
+  recorded Hydrogen drum kits); negatives.py: noises without an instrument;
 - render.py: a plan -> audio and per-second labels;
 - this module: the command, worker processes, the manifest and resuming.
 
@@ -34,6 +35,7 @@ import soundfile
 from mmgat.model.audio import SAMPLE_RATE
 from mmgat.model.frontend import sha256_file
 from mmgat.model.labels import CLASSES
+from mmgat.model.train import hydrogen
 from mmgat.model.train.fluidsynth import FluidSynth, check_soundfont
 from mmgat.model.train.planning import SoundFont, clip_seed
 from mmgat.model.train.progress import progress_bar
@@ -53,6 +55,8 @@ DEFAULT_SOUNDFONTS = (
 DEFAULT_SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts")
 SOUNDFONT_PATH_VARIABLE = "MMGAT_SOUNDFONT_PATH"
 PARTIAL_SUFFIX = ".partial.wav"  # a clip being written; renamed when complete
+DEFAULT_NEGATIVES = 0.2  # share of clips with a background (--negatives)
+DEFAULT_BANDS = 0.2  # share of band clips (--bands)
 SETTINGS_FILE = "synth.json"  # what a run was asked for, so that a rerun resumes only the same run
 
 
@@ -67,6 +71,9 @@ class RunConfig:
     classes: tuple[str, ...]
     espeak: bool  # whether espeak-ng sings (it is installed)
     conditions: float  # the chance scale of the recording conditions (conditions.py); 0: none
+    kits: tuple[str, ...] = ()  # Hydrogen kits (hydrogen.py) for drums and cymbals
+    bands: float = 0.0  # share of band clips (planning.py)
+    negatives: float = 0.0  # share of clips with a background without instruments (negatives.py)
 
 
 _worker: dict = {}  # per process: the config, its synthesizers and SoundFonts
@@ -84,7 +91,8 @@ def _init_worker(config: RunConfig, child: bool = True):
         _worker["error"] = error  # would make multiprocessing.Pool restart the worker forever
         return
     _worker.update(config=config, synths=synths,
-                   soundfonts=[SoundFont(p, s.presets) for p, s in synths.items()])
+                   soundfonts=[SoundFont(p, s.presets) for p, s in synths.items()],
+                   kits={kit.name: kit for kit in hydrogen.find_kits(config.kits)})
 
 
 def _render_task(task: tuple[int, int]) -> dict:
@@ -93,7 +101,8 @@ def _render_task(task: tuple[int, int]) -> dict:
     index, seed = task
     config = _worker["config"]
     clip = render_clip(seed, _worker["soundfonts"], _worker["synths"], config.min_s, config.max_s,
-                       config.classes, config.espeak, config.conditions)
+                       config.classes, config.espeak, config.conditions, _worker["kits"],
+                       config.bands, config.negatives)
     relative = clip_path(index)
     temporary = config.out / f"clips/.{index:06d}{PARTIAL_SUFFIX}"
     soundfile.write(temporary, clip.audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -145,6 +154,16 @@ def register(subparsers) -> None:
     parser.add_argument("--conditions", type=float, default=1.0, metavar="P",
                         help="recording conditions (room, device, compressor, codec: conditions.py), "
                              "each at its chance times P, 0..1 (default 1; 0: none)")
+    parser.add_argument("--negatives", type=float, default=DEFAULT_NEGATIVES, metavar="P",
+                        help="share of clips with noise, hum, fans, rooms, clicks or speech: alone, "
+                             f"around the music or under it (negatives.py; default {DEFAULT_NEGATIVES}; 0: none)")
+    parser.add_argument("--kits", metavar="NAMES",
+                        help="comma-separated Hydrogen kits in " + str(hydrogen.KIT_DIR) + " that play "
+                             "drums and cymbals beside the SoundFonts (default: the training kits "
+                             + ", ".join(hydrogen.TRAINING_KITS) + "; 'none': no kit)")
+    parser.add_argument("--bands", type=float, default=DEFAULT_BANDS, metavar="P",
+                        help="share of band clips: a Hydrogen kit over guitars or keys mixed down to "
+                             f"-12 dB (default {DEFAULT_BANDS}; needs kits)")
     parser.add_argument("--workers", type=int, default=_cores(),
                         help="processes (default: all cores)")
     parser.set_defaults(func=run)
@@ -197,6 +216,24 @@ def _parse_classes(text: str | None) -> tuple[str, ...]:
     return names
 
 
+def resolve_kits(text: str | None) -> tuple[hydrogen.Kit, ...]:
+    """The Hydrogen kits --kits names (default: the training kits that are installed)."""
+    if text is None:
+        kits = hydrogen.find_kits(hydrogen.TRAINING_KITS)
+        if not kits:
+            log.warning("no Hydrogen kit in %s (apt-get install hydrogen-drumkits); rendering without",
+                        hydrogen.KIT_DIR)
+        return kits
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names in ((), ("none",)):
+        return ()
+    kits = hydrogen.find_kits(names)
+    missing = sorted(set(names) - {kit.name for kit in kits})
+    if missing:
+        raise ValueError(f"no Hydrogen kit {', '.join(missing)} in {hydrogen.KIT_DIR}")
+    return kits
+
+
 def _check_arguments(args):
     if args.clips < 1:
         raise ValueError("--clips must be at least 1")
@@ -204,8 +241,9 @@ def _check_arguments(args):
         raise ValueError("need 1 <= --min-s <= --max-s")
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
-    if not 0.0 <= args.conditions <= 1.0:
-        raise ValueError("--conditions must be in 0..1")
+    for name in ("conditions", "negatives", "bands"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name} must be in 0..1")
 
 
 def run(args) -> int:
@@ -217,13 +255,20 @@ def run(args) -> int:
         log.warning("%s not found; voice uses SoundFont voices only", ESPEAK)
     out = Path(args.out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    config = RunConfig(out, soundfonts, args.min_s, args.max_s, classes, espeak is not None, args.conditions)
-    # Everything the clips depend on: a rerun resumes only when all of it is the same.
+    kits = resolve_kits(args.kits)
+    bands = args.bands if kits else 0.0
+    config = RunConfig(out, soundfonts, args.min_s, args.max_s, classes, espeak is not None, args.conditions,
+                       tuple(kit.name for kit in kits), bands, args.negatives)
+    # Everything the clips depend on: a rerun resumes only when all of it is the same. Settings
+    # added later are absent when off, so that older runs still resume.
     settings = {"seed": args.seed, "soundfonts": [p.name for p in soundfonts],
                 "soundfont_sha256": [sha256_file(p) for p in soundfonts],
                 "espeak": espeak, "min_s": args.min_s, "max_s": args.max_s,
                 "classes": list(classes),
-                **({"conditions": args.conditions} if args.conditions else {})}  # absent: none
+                **({"conditions": args.conditions} if args.conditions else {}),
+                **({"kits": [k.name for k in kits], "kit_sha256": [k.sha256 for k in kits]} if kits else {}),
+                **({"bands": bands} if bands else {}),
+                **({"negatives": args.negatives} if args.negatives else {})}
     records = finished_records(out, settings, args.clips)
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     tasks = [(i, clip_seed(args.seed, i)) for i in range(len(records), args.clips)]

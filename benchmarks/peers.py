@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mmgat.export.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.model.install import import_torchaudio
+from mmgat.commands.install import import_torchaudio
 from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.settings import StreamSettings
 from mmgat.stream.stream import Stream

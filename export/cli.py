@@ -7,8 +7,8 @@ import json
 import logging
 import sys
 
-from mmgat.model.command import OneLineParser, UsageError, add_common_arguments, run_command
-from mmgat.model.install import TRAIN_EXTRAS
+from mmgat.commands.command import OneLineParser, UsageError, add_common_arguments, run_command
+from mmgat.commands.install import TRAIN_EXTRAS
 
 PROG = "mmgat-export"
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from mmgat.export.artifact import INPUTS, METADATA_KEY, OUTPUTS, ModelError, check_metadata, graph_settings
 from mmgat.model.frontend_file import ASSETS, check_device, frontend_device, serving_precision
-from mmgat.model.install import GPU_EXTRAS, InstallError
+from mmgat.commands.install import GPU_EXTRAS, InstallError
 from mmgat.model.sidecar import read_checked
 
 DEFAULT_MODEL = ASSETS / "mmgat.onnx"

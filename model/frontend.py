@@ -27,7 +27,7 @@ from mmgat.model.frontend_file import (AUDIOSET, DEFAULT_FRONTEND, PRECISIONS, T
                                        FrontendFile, check_device, check_names, frontend_device,
                                        is_frontend_archive, parse_frontend, weights_fingerprint,
                                        write_frontend)
-from mmgat.model.install import import_torchaudio
+from mmgat.commands.install import import_torchaudio
 from mmgat.model.int8 import POOLED_DIM, network_session
 from mmgat.model.sidecar import read_checked, sha256_file
 

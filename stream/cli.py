@@ -18,7 +18,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from mmgat.model.command import (INTERRUPTED, OneLineParser, StopSignals, UsageError,
+from mmgat.commands.command import (INTERRUPTED, OneLineParser, StopSignals, UsageError,
                                  add_common_arguments, ignore_further_signals, run_command)
 from mmgat.stream.options import add_runtime_arguments, check_flag, check_runtime_args, use_threads
 

@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 
 from mmgat.model.audio import SAMPLE_RATE, AudioError
-from mmgat.model.command import StopSignals
+from mmgat.commands.command import StopSignals
 from mmgat.model.frontend_file import ASSETS
 from mmgat.stream import sources
 from mmgat.stream.display import LiveDisplay, PlainLines, RunInfo, Silent, latency_table

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmgat.model.command import UsageError
+from mmgat.commands.command import UsageError
 from mmgat.model.window import check_window
 
 # model.frontend_file.PRECISIONS, spelled here so that argument parsing need not import the frontend.

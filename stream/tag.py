@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from mmgat.model.command import (INTERRUPTED, OneLineParser, UsageError, add_common_arguments,
+from mmgat.commands.command import (INTERRUPTED, OneLineParser, UsageError, add_common_arguments,
                                  ignore_further_signals, run_command)
 from mmgat.model.labels import CLASSES
 from mmgat.stream.options import add_runtime_arguments, check_runtime_args, use_threads

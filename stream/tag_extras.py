@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from mmgat.model.command import UsageError, first_line
+from mmgat.commands.command import UsageError, first_line
 from mmgat.model.labels import CLASSES
 from mmgat.stream.options import check_model, use_threads
 from mmgat.stream.tag_engine import LocalEngine, TagError, TagOptions, stream_settings

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mmgat.model.checkpoint import random_checkpoint
-from mmgat.model.command import LOGGER
+from mmgat.commands.command import LOGGER
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

@@ -1,4 +1,4 @@
-"""What mmgat-train and mmgat-export share (model/command.py): errors as one line with their exit
+"""What mmgat-train and mmgat-export share (commands/command.py): errors as one line with their exit
 status, --debug for the traceback, -v / -q for the log level, Ctrl-C as status 130, and the
 common flags before or after mmgat-train's subcommand."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from mmgat.export.artifact import ModelError
 from mmgat.export.cli import main as export_main
-from mmgat.model.command import OneLineParser, add_common_arguments, run_command
+from mmgat.commands.command import OneLineParser, add_common_arguments, run_command
 from mmgat.model.train import cli, synth
 
 

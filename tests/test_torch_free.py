@@ -9,8 +9,8 @@ import textwrap
 
 RUNTIME_MODULES = (
     "mmgat.model.audio", "mmgat.model.frontend_file", "mmgat.model.int8", "mmgat.model.graph",
-    "mmgat.model.labels", "mmgat.model.serving", "mmgat.model.sidecar", "mmgat.model.install",
-    "mmgat.model.window", "mmgat.model.command", "mmgat.export.artifact", "mmgat.export.runtime",
+    "mmgat.model.labels", "mmgat.model.serving", "mmgat.model.sidecar", "mmgat.commands.install",
+    "mmgat.model.window", "mmgat.commands.command", "mmgat.export.artifact", "mmgat.export.runtime",
     "mmgat.stream.cli", "mmgat.stream.display", "mmgat.stream.latency", "mmgat.stream.options",
     "mmgat.stream.pipeline", "mmgat.stream.resample", "mmgat.stream.ring", "mmgat.stream.scheduler",
     "mmgat.stream.sinks", "mmgat.stream.sources", "mmgat.stream.stream", "mmgat.stream.tag",

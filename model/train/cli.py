@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmgat.model.command import OneLineParser, add_common_arguments, run_command
-from mmgat.model.install import TRAIN_EXTRAS
+from mmgat.commands.command import OneLineParser, add_common_arguments, run_command
+from mmgat.commands.install import TRAIN_EXTRAS
 
 PROG = "mmgat-train"
 

@@ -23,7 +23,7 @@ import torch
 
 from mmgat.export.runtime import MMGATSession, frontend_path_for
 from mmgat.model.frontend import AUDIOSET, default_device
-from mmgat.model.graph import MAX_WINDOW
+from mmgat.model.window import MAX_WINDOW, check_window
 from mmgat.model.labels import CLASSES, GROUPS
 from mmgat.model.train.data import SPLITS, load_data, masked_group_targets
 from mmgat.model.train.fit import load_checkpoint
@@ -91,8 +91,8 @@ def evaluate(model, data, split: str = "test", device=None, rebuild_cache: bool 
     """Score `model` on a split of `data` (synthetic DIR or OpenMIC .npz) -> report dict.
     `window`: graphs of that many seconds instead of the model's own, as `mmgat-live --window`
     serves them (1: every second alone, no graph context)."""
-    if window is not None and not 1 <= window <= MAX_WINDOW:
-        raise ValueError(f"window must be 1..{MAX_WINDOW}, got {window}")
+    if window is not None:
+        check_window(window)
     device = torch.device(device) if device else default_device()
     score, config, info = load_model(model, device)
     info["window"] = window or info["window"]

@@ -41,9 +41,10 @@ from rich.progress import Progress, TextColumn
 
 from mmgat.model.checkpoint import load_checkpoint, save_checkpoint
 from mmgat.model.frontend import default_device
-from mmgat.model.graph import MAX_WINDOW, SIMILARITIES
+from mmgat.model.graph import SIMILARITIES
 from mmgat.model.labels import CLASSES, GROUPS
 from mmgat.model.mmgat import MMGAT, MMGATConfig
+from mmgat.model.window import check_window
 from mmgat.model.train.data import (INPUTS, ClipSet, load_data, masked_group_targets,
                                     training_batches)
 from mmgat.model.train.predict import predict_clips, torch_scorer
@@ -99,8 +100,7 @@ class FitOptions:
         if unknown:
             raise ValueError(f"unknown fit options: {', '.join(unknown)}")
         options = cls(**values)
-        if not 1 <= options.window <= MAX_WINDOW:
-            raise ValueError(f"window must be 1..{MAX_WINDOW}, got {options.window}")
+        check_window(options.window)
         if options.epochs < 1 or options.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
         return options

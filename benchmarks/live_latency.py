@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from mmgat.export.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
+from mmgat.stream.options import use_threads
 from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.scheduler import run
 from mmgat.stream.sinks import JsonlSink, record
@@ -150,8 +150,7 @@ def main(argv=None) -> int:
 
     model = artifact(args.model)
     session, frontend = load_runtime(model, cpu=args.cpu, intra_op_threads=args.threads)
-    if frontend.device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # a torch frontend's threads, as mmgat-live sets them
     report = {"benchmark": "live_latency", "model": str(model), "provider": session.provider,
               "device": str(frontend.device), "threads": args.threads,
               "machine": machine(),

@@ -29,9 +29,9 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmgat.commands.install import import_torchaudio
 from mmgat.export.runtime import load_runtime
 from mmgat.model.audio import FRAME_SAMPLES, SAMPLE_RATE
-from mmgat.commands.install import import_torchaudio
 from mmgat.stream.pipeline import Pipeline
 from mmgat.stream.settings import StreamSettings
 from mmgat.stream.stream import Stream

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmgat.commands.install import GPU_EXTRAS, InstallError
 from mmgat.export.artifact import INPUTS, METADATA_KEY, OUTPUTS, ModelError, check_metadata, graph_settings
 from mmgat.model.frontend_file import ASSETS, check_device, frontend_device, serving_precision
-from mmgat.commands.install import GPU_EXTRAS, InstallError
 from mmgat.model.sidecar import read_checked
 
 DEFAULT_MODEL = ASSETS / "mmgat.onnx"

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from torchvggish.torchvggish import VGG, make_layers
 
+from mmgat.commands.install import import_torchaudio
 from mmgat.model.audio import (EMBED_DIM, EXAMPLE_FRAMES, FFT_SIZE, LOG_OFFSET, STFT_HOP_SAMPLES,
                                STFT_WINDOW_SAMPLES, mel_matrix)
 from mmgat.model.frontend_file import (AUDIOSET, DEFAULT_FRONTEND, PRECISIONS, TRUNK, FrontendError,
                                        FrontendFile, check_device, check_names, frontend_device,
                                        is_frontend_archive, parse_frontend, weights_fingerprint,
                                        write_frontend)
-from mmgat.commands.install import import_torchaudio
 from mmgat.model.int8 import POOLED_DIM, network_session
 from mmgat.model.sidecar import read_checked, sha256_file
 

@@ -12,8 +12,8 @@ import time
 
 from rich.console import Console
 
-from mmgat.model.audio import SAMPLE_RATE, AudioError
 from mmgat.commands.command import StopSignals
+from mmgat.model.audio import SAMPLE_RATE, AudioError
 from mmgat.model.frontend_file import ASSETS
 from mmgat.stream import sources
 from mmgat.stream.display import LiveDisplay, PlainLines, RunInfo, Silent, latency_table

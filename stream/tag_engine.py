@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from mmgat.model.audio import SAMPLE_RATE, AudioError
 from mmgat.commands.command import first_line
+from mmgat.model.audio import SAMPLE_RATE, AudioError
 from mmgat.model.serving import LatestPerSecond, active_classes
 from mmgat.stream.options import load_pipeline
 from mmgat.stream.scheduler import run

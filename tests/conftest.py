@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mmgat.model.checkpoint import random_checkpoint
 from mmgat.commands.command import LOGGER
+from mmgat.model.checkpoint import random_checkpoint
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

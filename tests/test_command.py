@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
+from mmgat.commands.command import OneLineParser, add_common_arguments, run_command
 from mmgat.export.artifact import ModelError
 from mmgat.export.cli import main as export_main
-from mmgat.commands.command import OneLineParser, add_common_arguments, run_command
 from mmgat.model.train import cli, synth
 
 

@@ -81,8 +81,10 @@ class LiveRun:
             frontend=(f"{frontend.name} {frontend.recorded_fingerprint or ''} {frontend.precision} "
                       f"on {frontend.device}"),
             groups=tuple(session.metadata["groups"]), thresholds=session.thresholds)
-        self.sinks = ([JsonlSink(args.jsonl, info.classes)] if args.jsonl else []) \
-            + ([CsvSink(args.csv, info.classes)] if args.csv else [])
+        with self.stop.deferred():  # a stop signal waits until each file holds its header
+            self.sinks = ([JsonlSink(args.jsonl, info.classes)] if args.jsonl else []) \
+                + ([CsvSink(args.csv, info.classes)] if args.csv else [])
+            self.outputs = list(self.sinks)  # closed by close() if that signal comes now
         self.screen = (Silent() if args.quiet else LiveDisplay(self.console, info, pipeline.stats) if dashboard
                        else PlainLines(self.console, info))
         self.outputs = [*self.sinks, self.screen]

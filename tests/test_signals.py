@@ -17,7 +17,7 @@ import pytest
 
 from live_fixtures import LIVE, run_main, tone, write_clip
 from mmgat.model.labels import CLASSES
-from mmgat.stream.sinks import JsonlSink
+from mmgat.stream.sinks import JsonlSink, TextSink
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TRIALS = 100
@@ -92,6 +92,27 @@ def test_stop_signals_at_random_moments_leave_whole_lines(tiny_model, tmp_path, 
         assert status == 130 or len(records) == 8  # a run cut short says so
         stopped_while_streaming += 0 < len(records) < 8
     assert stopped_while_streaming >= TRIALS // 4
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS)
+def test_a_stop_signal_as_the_outputs_open_leaves_each_with_its_header(tiny_model, tmp_path, monkeypatch,
+                                                                      late_signals_ignored, signum):
+    """The signal lands just after the CSV file is created, before its header is written (a window
+    the random trials above once hit): the run stops with the header written, not an empty file."""
+    clip = write_clip(tmp_path / "clip.wav", tone(3.0))
+    opened = TextSink.__init__
+
+    def open_and_signal(sink, path):
+        opened(sink, path)
+        if str(path).endswith(".csv"):
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(TextSink, "__init__", open_and_signal)
+    table = tmp_path / "out.csv"
+    status, _, err = run_main(["--file", clip, "--model", tiny_model, "--cpu", "--as-fast-as-possible",
+                               "--no-display", "--jsonl", tmp_path / "out.jsonl", "--csv", table])
+    assert status == 130 and "Traceback" not in err, err
+    assert whole_lines(table) == [",".join(["t", *CLASSES, "active"])]
 
 
 def test_sigkill_leaves_every_line_but_the_last_whole(tiny_model, tmp_path):

@@ -42,10 +42,11 @@ def fluid_r3():
 
 
 def _synth(out, seed, clips, workers=1, *extra):
-    """A small run; without backgrounds and Hydrogen kits unless `extra` asks for them."""
+    """A small run; without backgrounds, Hydrogen kits and playing techniques unless `extra`
+    asks for them."""
     return cli.main(["synth", "--out", str(out), "--clips", str(clips), "--seed", str(seed),
                      "--soundfont", str(FLUID_R3), "--min-s", "10", "--max-s", "12",
-                     "--workers", str(workers), "--negatives", "0", "--kits", "none", *extra])
+                     "--workers", str(workers), "--negatives", "0", "--kits", "none", "--playing", "0", *extra])
 
 
 @pytest.fixture(scope="module")

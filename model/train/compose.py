@@ -5,13 +5,14 @@ progression and a groove. Each idiom below writes one part's notes over the whol
 (`compose(idiom, ...)`); `window` keeps the stretch where the part plays and `to_midi` turns
 the notes into a mido file. Times are in beats until `to_midi`; registers are MIDI note ranges.
 
-Idioms: melody (phrases on the scale, chord tones on strong beats), sustained melody, bass
-line (roots, root-fifth, eighths, walking), chords (sustained, pulsed, off-beat, waltz),
-arpeggio, piano (left-hand bass + right-hand chords or melody), guitar strums on a real
-tuning, ukulele strums on the re-entrant G4-C4-E4-A4 tuning, banjo forward rolls in open G
-with the drone fifth string, mandolin tremolo on doubled courses, drums and cymbals (one
-groove, split so that they can play apart or together), and a dense breakbeat split the same
-way (sixteenth-note hats, syncopated kick, ghost notes; played on recorded Hydrogen kits).
+Idioms: melody (phrases on the scale, chord tones on strong beats), sustained melody, bass line
+(roots, root-fifth, eighths, walking), chords (sustained, pulsed, off-beat, waltz), arpeggio,
+piano (left-hand bass + right-hand chords or melody), guitar strums on a real tuning, power
+chords (root, fifth and octave on the low strings), ukulele strums on the re-entrant G4-C4-E4-A4
+tuning, banjo forward rolls in open G with the drone fifth string, mandolin tremolo on doubled
+courses, drums and cymbals (one groove, split so that they can play apart or together), and a
+dense breakbeat split the same way (sixteenth-note hats, syncopated kick, ghost notes; played on
+recorded Hydrogen kits).
 """
 
 from __future__ import annotations
@@ -338,6 +339,20 @@ def strum(song, rng, n_beats, register) -> list[Note]:
                    float(rng.uniform(0.008, 0.02)), {"D": 90, "U": 72})
 
 
+def power_chords(song, rng, n_beats, register) -> list[Note]:
+    """Power chords, root, fifth and octave from the low E or A string, chugged in eighths or
+    struck on the beat (playing.py puts them through an amp)."""
+    hits = ([(k / 2, 0.45) for k in range(2 * song.beats_per_bar)] if rng.random() < 0.6
+            else [(float(b), 0.9) for b in range(song.beats_per_bar)])
+    notes = []
+    for bar, chord in _bars(song, n_beats):
+        root = _nearest(_chord_tones(chord[:1], GUITAR_TUNING[0], GUITAR_TUNING[1] + 7), GUITAR_TUNING[1])
+        for offset, length in hits:
+            velocity = _velocity(rng, 100 if offset % 1 == 0 else 84)
+            notes.extend(Note(bar + offset, length, pitch, velocity) for pitch in (root, root + 7, root + 12))
+    return notes
+
+
 def ukulele_strum(song, rng, n_beats, register) -> list[Note]:
     """Ukulele strums: all four strings of the re-entrant G4-C4-E4-A4 tuning, so the
     characteristic high G sounds first on a down stroke."""
@@ -499,6 +514,7 @@ IDIOMS = {
     "arpeggio": arpeggio,
     "piano": piano,
     "strum": strum,
+    "power_chords": power_chords,
     "ukulele_strum": ukulele_strum,
     "banjo_roll": banjo_roll,
     "drums": drums,
@@ -528,13 +544,21 @@ def window(notes: list[Note], song: Song, start_s: float, end_s: float) -> list[
     return out
 
 
-def to_midi(notes: list[Note], song: Song, detune_cents: dict[int, float] | None = None) -> mido.MidiFile:
-    """A type-0 mido file: tempo, a pitch bend per detuned channel, then the notes. Repeated
-    notes of one key on one channel are cut where the next one starts."""
+def bend(cents: float) -> int:
+    """The pitch-wheel value of a bend by `cents` (default bend range: 2 semitones, clipped)."""
+    return int(np.clip(round(cents / 200.0 * 8192), -8192, 8191))
+
+
+def to_midi(notes: list[Note], song: Song, detune_cents: dict[int, float] | None = None,
+            controls=()) -> mido.MidiFile:
+    """A type-0 mido file: tempo, a pitch bend per detuned channel, then the notes, and the
+    (beat, message) `controls` (bends, pedals: playing.py) after the detune and before the
+    note-ons of their tick. Repeated notes of one key on one channel are cut where the next
+    one starts."""
     events = []  # (tick, order, message): note-offs sort before note-ons on the same tick
     for channel, cents in sorted((detune_cents or {}).items()):
-        pitch = int(np.clip(round(cents / 200.0 * 8192), -8192, 8191))  # default bend range: 2 semitones
-        events.append((0, 0, mido.Message("pitchwheel", channel=channel, pitch=pitch)))
+        events.append((0, 0, mido.Message("pitchwheel", channel=channel, pitch=bend(cents))))
+    events += [(int(round(beat * TICKS_PER_BEAT)), 1, message) for beat, message in controls]
     for note in _without_overlaps(notes):
         on = int(round(note.start * TICKS_PER_BEAT))
         off = max(on + 1, int(round((note.start + note.length) * TICKS_PER_BEAT)))

@@ -1,8 +1,9 @@
 """libfluidsynth through ctypes: SoundFonts loaded once, MIDI rendered offline.
 
 Only what the synthesizer needs: load a SoundFont, list its presets, render a mido file with a
-(bank, program) per channel, note on/off and pitch bend. FluidSynth's reverb and chorus are off
-(rooms come from the augmentation), its log is silenced (it would garble the progress bar).
+(bank, program) per channel, note on/off, pitch bend and controllers (sustain pedal,
+expression). FluidSynth's reverb and chorus are off (rooms come from the augmentation), its log
+is silenced (it would garble the progress bar).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _SIGNATURES = {
     "fluid_synth_noteon": (_I, [_P, _I, _I, _I]),
     "fluid_synth_noteoff": (_I, [_P, _I, _I]),
     "fluid_synth_pitch_bend": (_I, [_P, _I, _I]),
+    "fluid_synth_cc": (_I, [_P, _I, _I, _I]),
     "fluid_synth_add_sfont": (_I, [_P, _P]),
     "fluid_synth_remove_sfont": (_I, [_P, _P]),
     "fluid_synth_write_float": (_I, [_P, _I, _P, _I, _I, _P, _I, _I]),
@@ -124,6 +126,8 @@ class FluidSynth:
             self.lib.fluid_synth_noteoff(synth, message.channel, message.note)
         elif message.type == "pitchwheel":
             self.lib.fluid_synth_pitch_bend(synth, message.channel, message.pitch + 8192)
+        elif message.type == "control_change":
+            self.lib.fluid_synth_cc(synth, message.channel, message.control, message.value)
 
     def close(self):
         self.lib.delete_fluid_synth(self.loader)

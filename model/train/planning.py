@@ -11,7 +11,10 @@ seconds, mix gain and augmentation. What issue 28 added draws from a stream of i
 - band clips (`bands` of them): a Hydrogen kit under guitars or keys mixed down to -12 dB, as in
   records where the drums mask the guitar;
 - backgrounds (`negatives` of the clips): noise, hum, fans, rooms, clicks or speech alone, around
-  the music (seconds without an instrument) or under it (negatives.py).
+  the music (seconds without an instrument) or under it (negatives.py);
+- playing techniques (`playing` of the guitar and piano parts, from a stream of their own,
+  PLAYING_STREAM): power chords through an amp, palm mutes, slides, bends, harmonics, electric
+  and ambient piano, the sustain pedal (playing.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mmgat.model.labels import CLASSES
-from mmgat.model.train import augment, compose, conditions, negatives
+from mmgat.model.train import augment, compose, conditions, negatives, playing
 from mmgat.model.train.fluidsynth import Patch
 from mmgat.model.train.instruments import INSTRUMENTS, KIT_SOUNDFONTS
 from mmgat.model.train.singing import ESPEAK_VOICES, SYLLABLES
@@ -39,6 +42,7 @@ BUS_CHANCE = 0.6  # a Hydrogen kit part goes through a drum bus (augment.drum_bu
 BAND_LEADS = {"guitar": 0.5, "piano": 0.25, "organ": 0.1, "synthesizer": 0.05, "voice": 0.1}
 BAND_KIT_DB = (-3.0, 0.0)  # the kit's mix gain in a band clip ...
 BAND_UNDER_DB = (-12.0, 0.0)  # ... and the others' (down to 12 dB under it)
+PLAYING_STREAM = 29  # the random stream of the playing techniques (playing.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class PartPlan:
     channels_detune_cents: dict[int, float] = field(default_factory=dict)
     voice: dict | None = None  # espeak-ng settings when sung by espeak-ng
     kit: str | None = None  # a Hydrogen kit (hydrogen.py) playing this drums or cymbals part
+    playing: dict = field(default_factory=dict)  # playing.play: a guitar or piano technique
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,13 @@ def clip_seed(seed: int, index: int) -> int:
 def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
               classes=CLASSES, attempt: int = 0, espeak: bool = False,
               conditions_chance: float = 0.0, kits: tuple[str, ...] = (), bands: float = 0.0,
-              negatives_share: float = 0.0) -> ClipPlan:
+              negatives_share: float = 0.0, playing_share: float = 0.0) -> ClipPlan:
     """The clip of this seed, a pure function of its arguments: `espeak` says whether the
     voice may be sung by espeak-ng (whether it is installed, which the run records);
     `conditions_chance` scales the chances of the recording conditions (0: none); `kits` are
     the Hydrogen kits' names, `bands` the share of band clips, `negatives_share` that of clips
-    with a background (the module docstring)."""
+    with a background, `playing_share` that of guitar and piano parts played with a technique
+    (the module docstring)."""
     rng = np.random.default_rng([seed, attempt])
     duration = int(rng.integers(min_s, max_s + 1))
     song = compose.random_song(rng)
@@ -119,6 +125,9 @@ def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
     if kits or negatives_share:
         plan = _with_extras(plan, np.random.default_rng([seed, attempt, EXTRAS_STREAM]), soundfonts,
                             classes, espeak, kits, bands, negatives_share)
+    if playing_share:
+        rng = np.random.default_rng([seed, attempt, PLAYING_STREAM])
+        plan = replace(plan, parts=tuple(playing.play(rng, p, playing_share) for p in plan.parts))
     return plan
 
 

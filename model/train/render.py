@@ -1,7 +1,8 @@
 """Rendering a clip plan (planning.py) into audio and its per-second labels.
 
 A part is rendered alone (FluidSynth at RENDER_RATE, then resampled, sung by espeak-ng, or
-played on a Hydrogen kit), normalised to a common RMS over the seconds it plays, augmented
+played on a Hydrogen kit; a guitar or piano with its technique's notes, MIDI controls and
+effects: playing.py), normalised to a common RMS over the seconds it plays, augmented
 (augment.py), gated to its seconds and mixed at its gain; a clip's background (negatives.py)
 joins the sum, at its signal-to-noise ratio over the music's seconds (or alone), before the mix
 is augmented again and goes through the recording conditions. Per-second labels are the
@@ -18,7 +19,7 @@ import numpy as np
 
 from mmgat.model.audio import SAMPLE_RATE, to_mono_16k
 from mmgat.model.labels import CLASSES, GROUPS, group_max, multi_hot
-from mmgat.model.train import augment, compose, hydrogen, negatives
+from mmgat.model.train import augment, compose, hydrogen, negatives, playing
 from mmgat.model.train.conditions import apply_conditions
 from mmgat.model.train.fluidsynth import RENDER_RATE, FluidSynth
 from mmgat.model.train.instruments import KIT_NOTE_MAP
@@ -37,8 +38,8 @@ def render_part(part: PartPlan, song: compose.Song, duration: int,
     seconds and scaled by its mix gain. Only its own seconds are rendered."""
     rng = np.random.default_rng(part.seed)
     register = part.register or espeak_register(part.voice)
-    notes = compose.window(compose.compose(part.idiom, song, rng, duration, register),
-                           song, part.start_s, part.end_s)
+    notes = playing.notes(part.playing, compose.window(
+        compose.compose(part.idiom, song, rng, duration, register), song, part.start_s, part.end_s), song)
     seconds = part.end_s - part.start_s
     if part.voice is not None:
         wave = sing(notes, song, part.voice, seconds * SAMPLE_RATE, rng)
@@ -47,10 +48,13 @@ def render_part(part: PartPlan, song: compose.Song, duration: int,
     else:
         if part.soundfont.recorded_kit:  # the notes the kit lacks, on the ones it has
             notes = [replace(n, pitch=KIT_NOTE_MAP.get(n.pitch, n.pitch)) for n in notes]
-        midi = compose.to_midi(notes, song, part.channels_detune_cents)
+        controls = playing.controls(part.playing, notes, song, part.start_s, part.channels_detune_cents)
+        midi = compose.to_midi(notes, song, part.channels_detune_cents, controls)
         programs = {channel: part.patch for channel in sorted({n.channel for n in notes})}
         rendered = synths[part.soundfont.path].render(midi, programs, seconds * RENDER_RATE)
         wave = to_mono_16k(rendered, RENDER_RATE)
+        if part.playing:  # before the normalisation: the part keeps its level in the mix
+            wave = playing.effects(part.playing, wave)
     wave = augment.apply(_normalised(wave), part.augment)  # reverb tails are cut by the fade-out
     wave = _normalised(wave * augment.fades(len(wave), int(FADE_IN_S * SAMPLE_RATE),
                                      int(FADE_OUT_S * SAMPLE_RATE)))
@@ -121,12 +125,12 @@ def render_plan(plan: ClipPlan, synths: dict[Path, FluidSynth],
 def render_clip(seed: int, soundfonts: list[SoundFont], synths: dict[Path, FluidSynth], min_s: int,
                 max_s: int, classes=CLASSES, espeak: bool = False,
                 conditions_chance: float = 0.0, kits: dict[str, hydrogen.Kit] | None = None,
-                bands: float = 0.0, negatives_share: float = 0.0) -> RenderedClip:
+                bands: float = 0.0, negatives_share: float = 0.0, playing_share: float = 0.0) -> RenderedClip:
     """The clip of this seed; plans again (deterministically) in the rare case that some
     second of its music ends up without an audible instrument."""
     for attempt in range(MAX_PLAN_ATTEMPTS):
         plan = plan_clip(seed, soundfonts, min_s, max_s, classes, attempt, espeak, conditions_chance,
-                         tuple(kits or ()), bands, negatives_share)
+                         tuple(kits or ()), bands, negatives_share, playing_share)
         clip = render_plan(plan, synths, kits)
         if clip.second_labels[list(plan.music_seconds())].max(axis=1, initial=0).all():
             return clip
@@ -140,7 +144,8 @@ def manifest_record(clip: RenderedClip, path: str) -> dict:
     parts = [{"class": p.instrument, "program": p.patch[1] if p.patch else None,
               "bank": p.patch[0] if p.patch else None,
               "soundfont": _source(p),
-              "start_s": p.start_s, "end_s": p.end_s, "gain_db": p.gain_db, "augment": p.augment}
+              "start_s": p.start_s, "end_s": p.end_s, "gain_db": p.gain_db, "augment": p.augment,
+              **({"playing": p.playing} if p.playing else {})}
              for p in clip.plan.parts]
     return {
         "path": path,

@@ -7,7 +7,8 @@ instrument. The pieces, one concern each:
 - instruments.py: which patches play each class, and how (the catalogue);
 - planning.py: a clip's plan, a pure function of its seed and the run's settings;
 - fluidsynth.py, singing.py and hydrogen.py: the sound sources (libfluidsynth, espeak-ng,
-  recorded Hydrogen drum kits); negatives.py: noises without an instrument;
+  recorded Hydrogen drum kits); negatives.py: noises without an instrument; playing.py: guitar
+  and piano techniques;
 - render.py: a plan -> audio and per-second labels;
 - this module: the command, worker processes, the manifest and resuming.
 
@@ -57,6 +58,7 @@ SOUNDFONT_PATH_VARIABLE = "MMGAT_SOUNDFONT_PATH"
 PARTIAL_SUFFIX = ".partial.wav"  # a clip being written; renamed when complete
 DEFAULT_NEGATIVES = 0.2  # share of clips with a background (--negatives)
 DEFAULT_BANDS = 0.2  # share of band clips (--bands)
+DEFAULT_PLAYING = 0.2  # share of guitar and piano parts played with a technique (--playing)
 SETTINGS_FILE = "synth.json"  # what a run was asked for, so that a rerun resumes only the same run
 
 
@@ -74,6 +76,7 @@ class RunConfig:
     kits: tuple[str, ...] = ()  # Hydrogen kits (hydrogen.py) for drums and cymbals
     bands: float = 0.0  # share of band clips (planning.py)
     negatives: float = 0.0  # share of clips with a background without instruments (negatives.py)
+    playing: float = 0.0  # share of guitar and piano parts played with a technique (playing.py)
 
 
 _worker: dict = {}  # per process: the config, its synthesizers and SoundFonts
@@ -102,7 +105,7 @@ def _render_task(task: tuple[int, int]) -> dict:
     config = _worker["config"]
     clip = render_clip(seed, _worker["soundfonts"], _worker["synths"], config.min_s, config.max_s,
                        config.classes, config.espeak, config.conditions, _worker["kits"],
-                       config.bands, config.negatives)
+                       config.bands, config.negatives, config.playing)
     relative = clip_path(index)
     temporary = config.out / f"clips/.{index:06d}{PARTIAL_SUFFIX}"
     soundfile.write(temporary, clip.audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -164,6 +167,10 @@ def register(subparsers) -> None:
     parser.add_argument("--bands", type=float, default=DEFAULT_BANDS, metavar="P",
                         help="share of band clips: a Hydrogen kit over guitars or keys mixed down to "
                              f"-12 dB (default {DEFAULT_BANDS}; needs kits)")
+    parser.add_argument("--playing", type=float, default=DEFAULT_PLAYING, metavar="P",
+                        help="share of guitar and piano parts played with a technique: power chords "
+                             "through an amp, palm mutes, slides, bends, harmonics; electric or ambient "
+                             f"piano, sustain pedal (playing.py; default {DEFAULT_PLAYING}; 0: none)")
     parser.add_argument("--workers", type=int, default=_cores(),
                         help="processes (default: all cores)")
     parser.set_defaults(func=run)
@@ -241,7 +248,7 @@ def _check_arguments(args):
         raise ValueError("need 1 <= --min-s <= --max-s")
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
-    for name in ("conditions", "negatives", "bands"):
+    for name in ("conditions", "negatives", "bands", "playing"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise ValueError(f"--{name} must be in 0..1")
 
@@ -258,7 +265,7 @@ def run(args) -> int:
     kits = resolve_kits(args.kits)
     bands = args.bands if kits else 0.0
     config = RunConfig(out, soundfonts, args.min_s, args.max_s, classes, espeak is not None, args.conditions,
-                       tuple(kit.name for kit in kits), bands, args.negatives)
+                       tuple(kit.name for kit in kits), bands, args.negatives, args.playing)
     # Everything the clips depend on: a rerun resumes only when all of it is the same. Settings
     # added later are absent when off, so that older runs still resume.
     settings = {"seed": args.seed, "soundfonts": [p.name for p in soundfonts],
@@ -268,7 +275,8 @@ def run(args) -> int:
                 **({"conditions": args.conditions} if args.conditions else {}),
                 **({"kits": [k.name for k in kits], "kit_sha256": [k.sha256 for k in kits]} if kits else {}),
                 **({"bands": bands} if bands else {}),
-                **({"negatives": args.negatives} if args.negatives else {})}
+                **({"negatives": args.negatives} if args.negatives else {}),
+                **({"playing": args.playing} if args.playing else {})}
     records = finished_records(out, settings, args.clips)
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     tasks = [(i, clip_seed(args.seed, i)) for i in range(len(records), args.clips)]

@@ -43,9 +43,9 @@ def _uniform(rng, low, high, digits=3) -> float:
 
 def play(rng: np.random.Generator, part, share: float):
     """The part (planning.PartPlan), played with a technique this often when it is a guitar or
-    piano from a SoundFont; its idiom, patch or augmentation change where the technique needs."""
+    piano; its idiom, patch or augmentation change where the technique needs."""
     techniques = TECHNIQUES.get(part.instrument)
-    if not techniques or part.soundfont is None or rng.random() >= share:
+    if not techniques or rng.random() >= share:
         return part
     technique = str(rng.choice(techniques))
     params: dict = {"technique": technique}
@@ -82,22 +82,22 @@ def _one_of(rng, patches, part):
     return present[int(rng.integers(len(present)))] if present else part.patch
 
 
-def notes(params: dict, notes: list[compose.Note], song: compose.Song) -> list[compose.Note]:
+def notes(params: dict, score: list[compose.Note], song: compose.Song) -> list[compose.Note]:
     """The part's notes as the technique plays them (unchanged by the others)."""
     technique = params.get("technique")
     if technique == "palm_mute":
         short = song.beats(params["length_s"])
         return [replace(n, start=n.start + k * PALM_MUTE_STEP, length=min(short, n.length))
-                for n in notes for k in range(max(1, int(np.ceil(n.length / PALM_MUTE_STEP))))]
+                for n in score for k in range(max(1, int(np.ceil(n.length / PALM_MUTE_STEP))))]
     if technique == "harmonics":
         return [replace(n, pitch=_harmonic(n.pitch + params["interval"]),
-                        velocity=min(n.velocity, params["velocity"])) for n in notes]
+                        velocity=min(n.velocity, params["velocity"])) for n in score]
     if technique == "pedal":  # phrase dynamics: a swell and a fall every few bars
         period = params["dynamics_bars"] * song.beats_per_bar
         return [replace(n, velocity=int(np.clip(
             n.velocity + params["dynamics_depth"] * np.sin(2 * np.pi * n.start / period), 1, 127)))
-            for n in notes]
-    return notes
+            for n in score]
+    return score
 
 
 def _harmonic(pitch: int) -> int:
@@ -106,46 +106,46 @@ def _harmonic(pitch: int) -> int:
     return pitch
 
 
-def controls(params: dict, notes: list[compose.Note], song: compose.Song, start_s: int,
+def controls(params: dict, score: list[compose.Note], song: compose.Song, start_s: int,
              detune_cents: dict[int, float]) -> list[tuple[float, mido.Message]]:
     """(beat, message) MIDI controls of the technique over the part's notes (times from its
     start, which is `start_s` into the song): pitch bends, sustain pedal, expression."""
     technique = params.get("technique")
     if technique in ("slide", "bend"):
-        return _bends(params, notes, song, detune_cents)
+        return _bends(params, score, song, detune_cents)
     if technique in ("ambient", "pedal"):
-        bars = _bar_lines(notes, song, start_s)
-        out = [(beat, _cc(channel, SUSTAIN, value)) for channel in _channels(notes) for bar in bars
+        bars = _bar_lines(score, song, start_s)
+        out = [(beat, _cc(channel, SUSTAIN, value)) for channel in _channels(score) for bar in bars
                for beat, value in ((bar, 0), (bar + PEDAL_LIFT, 127))]
         if technique == "ambient":
             steps = max(1, int(params["swell_s"] / SWELL_STEP_S))
             out += [(bar + song.beats(params["swell_s"]) * k / steps, _cc(channel, EXPRESSION,
                      int(round(SWELL_FROM + (127 - SWELL_FROM) * k / steps))))
-                    for channel in _channels(notes) for bar in bars for k in range(steps + 1)]
+                    for channel in _channels(score) for bar in bars for k in range(steps + 1)]
         return out
     return []
 
 
-def _channels(notes) -> list[int]:
-    return sorted({n.channel for n in notes})
+def _channels(score) -> list[int]:
+    return sorted({n.channel for n in score})
 
 
 def _cc(channel: int, control: int, value: int) -> mido.Message:
     return mido.Message("control_change", channel=channel, control=control, value=value)
 
 
-def _bar_lines(notes, song, start_s: int) -> list[float]:
+def _bar_lines(score, song, start_s: int) -> list[float]:
     """The song's bar lines within the part, in beats from its start (0 included)."""
-    end = max((n.start + n.length for n in notes), default=0.0)
+    end = max((n.start + n.length for n in score), default=0.0)
     first = -(song.beats(start_s) % song.beats_per_bar)
     return [0.0] + [float(b) for b in np.arange(first + song.beats_per_bar, end, song.beats_per_bar)]
 
 
-def _bends(params, notes, song, detune_cents) -> list[tuple[float, mido.Message]]:
+def _bends(params, score, song, detune_cents) -> list[tuple[float, mido.Message]]:
     """Slides into notes from up to 2 semitones below (now and then above), or bends up after
     the attack that fall back at the next note; on a share of the onsets (a strum is one)."""
     rng = np.random.default_rng(params["seed"])
-    onsets = sorted({n.start for n in notes})
+    onsets = sorted({n.start for n in score})
     strokes = [t for i, t in enumerate(onsets) if i == 0 or t - onsets[i - 1] > song.beats(0.05)]
     glide = song.beats(params["glide_s"])
     steps = max(1, int(params["glide_s"] / BEND_STEP_S))
@@ -164,7 +164,7 @@ def _bends(params, notes, song, detune_cents) -> list[tuple[float, mido.Message]
             curve.append((end, 0.0))
         out += [(beat, mido.Message("pitchwheel", channel=channel,
                                     pitch=compose.bend(detune_cents.get(channel, 0.0) + cents)))
-                for channel in _channels(notes) for beat, cents in curve]
+                for channel in _channels(score) for beat, cents in curve]
     return out
 
 

@@ -1,6 +1,6 @@
 """Guitars and keys as they are played and recorded (playing.py): techniques change the guitar
-and piano parts and only them, keep the labels, are drawn deterministically from a stream of
-their own (`--playing 0` plans and renders what was rendered before) and are recorded."""
+and piano parts and only them, keep their labels and levels, are drawn deterministically from a
+stream of their own (`--playing 0` plans and renders what was rendered before) and are recorded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import mido
 import numpy as np
 
-from mmgat.model.train import cli, compose, planning, playing, render, synth
+from mmgat.model.train import augment, cli, compose, planning, playing, render, synth
 from mmgat.model.train.fluidsynth import RENDER_RATE
 
 from test_negatives import GM
@@ -64,6 +64,7 @@ def test_each_technique_changes_its_part_keeps_the_labels_and_renders_the_same_t
             before, after = (render.render_part(p, plain.song, plain.duration, synths) for p in (a, b))
             assert np.isfinite(after).all() and after.shape == before.shape
             assert np.array_equal(before, after) == (not b.playing), technique
+            assert np.isclose(augment.rms(after), augment.rms(before), rtol=1e-4)  # its level in the mix
         clip, again = render.render_plan(played, synths), render.render_plan(played, synths)
         assert np.array_equal(clip.audio, again.audio)
         assert np.array_equal(clip.second_labels, render.render_plan(plain, synths).second_labels), technique

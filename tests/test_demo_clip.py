@@ -91,8 +91,8 @@ def test_records_are_mapped_to_the_last_window_holding_each_second():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the shipped model hears drums in 3 of their 7 s, flute in 3 of 16, and "
-                   "piano (11 s) and trumpet (9 s), which the clip does not hold: issue 28")
+@pytest.mark.xfail(strict=True, reason="the shipped model hears drums in 2 of their 7 s, and piano (13 s) and "
+                   "trumpet (4 s), which the clip does not hold: issue 28")
 def test_the_shipped_model_hears_its_demo_clip(tmp_path, capsys):
     from mmgat.export.runtime import MMGATSession
     from mmgat.stream.cli import main

@@ -23,11 +23,13 @@ EQ_GRID_POINTS = 4097  # 2 Hz spacing: fine enough for the smoothest (30 Hz high
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 
 
-def _uniform(rng, low, high, digits=3) -> float:
+def uniform(rng, low, high, digits=3) -> float:
+    """A uniform draw, rounded: the plain numbers a manifest records (every random setting of
+    the synthetic data is drawn this way)."""
     return round(float(rng.uniform(low, high)), digits)
 
 
-def _log_uniform(rng, low, high) -> float:
+def _loguniform(rng, low, high) -> float:
     return round(float(np.exp(rng.uniform(np.log(low), np.log(high)))), 1)
 
 
@@ -38,28 +40,28 @@ def draw_params(rng: np.random.Generator, strength: float = 1.0, *, pitch: bool 
     `small_body`: thin out the lows and lift the presence region (small plucked instruments)."""
     s = float(strength)
     params: dict = {
-        "tilt_db_per_octave": _uniform(rng, -2.5 * s, 2.5 * s),
-        "eq": [[_log_uniform(rng, 120, 6000), _uniform(rng, -7 * s, 7 * s, 2), _uniform(rng, 0.5, 2)]
+        "tilt_db_per_octave": uniform(rng, -2.5 * s, 2.5 * s),
+        "eq": [[_loguniform(rng, 120, 6000), uniform(rng, -7 * s, 7 * s, 2), uniform(rng, 0.5, 2)]
                for _ in range(int(rng.integers(0, 4)))],
-        "highpass_hz": _log_uniform(rng, 30, 250) if rng.random() < 0.5 * s else None,
-        "lowpass_hz": _log_uniform(rng, 3000, 7500) if rng.random() < 0.35 * s else None,
+        "highpass_hz": _loguniform(rng, 30, 250) if rng.random() < 0.5 * s else None,
+        "lowpass_hz": _loguniform(rng, 3000, 7500) if rng.random() < 0.35 * s else None,
     }
     if pitch:
-        params["pitch_semitones"] = _uniform(rng, -0.5 * s, 0.5 * s)
+        params["pitch_semitones"] = uniform(rng, -0.5 * s, 0.5 * s)
     if drive:
-        params["drive"] = {"gain_db": _uniform(rng, 6, 30, 1), "asymmetry": _uniform(rng, 0, 0.3),
-                           "cabinet_hz": _log_uniform(rng, 2500, 6000)}
+        params["drive"] = {"gain_db": uniform(rng, 6, 30, 1), "asymmetry": uniform(rng, 0, 0.3),
+                           "cabinet_hz": _loguniform(rng, 2500, 6000)}
     if small_body:
-        params["highpass_hz"] = _log_uniform(rng, 180, 350)
-        params["eq"].append([_log_uniform(rng, 2200, 4200), _uniform(rng, 3, 6, 2), 1.0])
+        params["highpass_hz"] = _loguniform(rng, 180, 350)
+        params["eq"].append([_loguniform(rng, 2200, 4200), uniform(rng, 3, 6, 2), 1.0])
     if reverb and rng.random() < 0.6 * s:
-        params["reverb"] = {"rt60_s": _uniform(rng, 0.2, 1.8), "wet": _uniform(rng, 0.05, 0.45),
-                            "predelay_ms": _uniform(rng, 2, 40, 1), "seed": int(rng.integers(2**31))}
+        params["reverb"] = {"rt60_s": uniform(rng, 0.2, 1.8), "wet": uniform(rng, 0.05, 0.45),
+                            "predelay_ms": uniform(rng, 2, 40, 1), "seed": int(rng.integers(2**31))}
     if noise and rng.random() < 0.5 * s:
-        params["noise"] = {"snr_db": _uniform(rng, 25, 50, 1),
+        params["noise"] = {"snr_db": uniform(rng, 25, 50, 1),
                            "color": str(rng.choice(list(NOISE_EXPONENTS))), "seed": int(rng.integers(2**31))}
     if gain:
-        params["gain_db"] = _uniform(rng, -6 * s, 6 * s, 2)
+        params["gain_db"] = uniform(rng, -6 * s, 6 * s, 2)
     return params
 
 
@@ -123,9 +125,9 @@ def overdrive(wave: np.ndarray, gain_db: float, asymmetry: float) -> np.ndarray:
 
 def draw_bus(rng: np.random.Generator) -> dict:
     """A drum bus as records have one: hard compression, then tape-like saturation."""
-    return {"threshold_db": _uniform(rng, -30, -10, 2), "ratio": _uniform(rng, 3, 12, 2),
-            "attack_ms": _uniform(rng, 0.5, 15, 2), "release_ms": _uniform(rng, 40, 300, 1),
-            "saturation_db": _uniform(rng, 0, 18, 1)}
+    return {"threshold_db": uniform(rng, -30, -10, 2), "ratio": uniform(rng, 3, 12, 2),
+            "attack_ms": uniform(rng, 0.5, 15, 2), "release_ms": uniform(rng, 40, 300, 1),
+            "saturation_db": uniform(rng, 0, 18, 1)}
 
 
 def drum_bus(wave: np.ndarray, threshold_db: float, ratio: float, attack_ms: float,

@@ -46,28 +46,25 @@ WORDS = ("the", "a", "and", "we", "you", "they", "it", "is", "was", "will", "can
          "could", "would", "should", "there", "here", "today", "morning", "evening", "question")
 
 
-def _uniform(rng, low, high, digits=3) -> float:
-    return round(float(rng.uniform(low, high)), digits)
-
 
 def draw_bed(rng: np.random.Generator, kinds=KINDS) -> dict:
     """One noise of a random kind, with the parameters that make it."""
     kind = str(rng.choice(kinds))
     bed: dict = {"kind": kind, "seed": int(rng.integers(2**31))}
     if kind == "hum":
-        bed |= {"hz": float(rng.choice((50.0, 60.0))) * _uniform(rng, 0.995, 1.005, 4),
-                "harmonics": int(rng.integers(2, 40)), "rolloff": _uniform(rng, 0.4, 2.0),
+        bed |= {"hz": float(rng.choice((50.0, 60.0))) * augment.uniform(rng, 0.995, 1.005, 4),
+                "harmonics": int(rng.integers(2, 40)), "rolloff": augment.uniform(rng, 0.4, 2.0),
                 "buzz": bool(rng.random() < 0.3)}
     elif kind == "fan":
         bed |= {"color": str(rng.choice(("pink", "brown"))), "lowpass_hz": round(float(np.exp(
                     rng.uniform(np.log(300.0), np.log(4000.0)))), 1),
-                "blade_hz": _uniform(rng, 30.0, 250.0, 1), "blade_db": _uniform(rng, -30.0, -8.0, 1),
-                "pulse_hz": _uniform(rng, 0.3, 3.0), "pulse_depth": _uniform(rng, 0.0, 0.3)}
+                "blade_hz": augment.uniform(rng, 30.0, 250.0, 1), "blade_db": augment.uniform(rng, -30.0, -8.0, 1),
+                "pulse_hz": augment.uniform(rng, 0.3, 3.0), "pulse_depth": augment.uniform(rng, 0.0, 0.3)}
     elif kind == "room":
-        bed |= {"lowpass_hz": _uniform(rng, 120.0, 600.0, 1), "hiss_db": _uniform(rng, -40.0, -15.0, 1)}
+        bed |= {"lowpass_hz": augment.uniform(rng, 120.0, 600.0, 1), "hiss_db": augment.uniform(rng, -40.0, -15.0, 1)}
     elif kind == "clicks":
-        bed |= {"per_second": _uniform(rng, 0.3, 6.0), "pop_share": _uniform(rng, 0.0, 0.6),
-                "floor_db": _uniform(rng, -60.0, -25.0, 1)}
+        bed |= {"per_second": augment.uniform(rng, 0.3, 6.0), "pop_share": augment.uniform(rng, 0.0, 0.6),
+                "floor_db": augment.uniform(rng, -60.0, -25.0, 1)}
     elif kind in VOCAL_KINDS:
         talkers = 1 if kind == "speech" else int(rng.integers(3, 8))
         bed["talkers"] = [{"voice": str(rng.choice(ESPEAK_VOICES)), "speed": int(rng.integers(130, 200)),
@@ -87,12 +84,12 @@ def draw_background(rng: np.random.Generator, duration: int, espeak: bool = True
     kinds = KINDS if mode == "alone" and espeak else NOISE_KINDS  # speech alone: labels stay simple
     beds = [draw_bed(rng, kinds) for _ in range(1 if rng.random() < 0.7 else 2)]
     for bed in beds[1:]:
-        bed["gain_db"] = _uniform(rng, -12.0, 0.0, 2)
+        bed["gain_db"] = augment.uniform(rng, -12.0, 0.0, 2)
     background = {"mode": mode, "beds": beds}
     if mode == "alone":
-        background["level_dbfs"] = _uniform(rng, *ALONE_DBFS, 2)
+        background["level_dbfs"] = augment.uniform(rng, *ALONE_DBFS, 2)
     else:
-        background["snr_db"] = _uniform(rng, *UNDER_SNR_DB, 2)
+        background["snr_db"] = augment.uniform(rng, *UNDER_SNR_DB, 2)
     if mode == "around":
         length = int(rng.integers(1, duration))
         start = int(rng.integers(0, duration - length + 1))

@@ -119,7 +119,7 @@ def plan_clip(seed: int, soundfonts: list[SoundFont], min_s: int, max_s: int,
     parts = tuple(plan_part(rng, name, start, end, soundfonts, espeak)
                   for name, (start, end) in zip(instruments, spans))
     mix = augment.draw_params(rng, 0.6, pitch=False)
-    level = round(float(rng.uniform(-26, -14)), 2)
+    level = augment.uniform(rng, -26, -14, 2)
     recorded = conditions.draw_conditions(rng, conditions_chance) if conditions_chance else {}
     plan = ClipPlan(seed, duration, song, parts, mix, level, recorded)
     if kits or negatives_share:
@@ -145,7 +145,7 @@ def _with_extras(plan: ClipPlan, rng, soundfonts, classes, espeak, kits, bands, 
         parts = tuple(_on_kit(rng, p, kit, breakbeat, band) if p.instrument in KIT_PARTNERS
                       and (band or rng.random() < KIT_CHANCE) else p for p in parts)
         if band:
-            parts = tuple(p if p.kit else replace(p, gain_db=round(float(rng.uniform(*BAND_UNDER_DB)), 2))
+            parts = tuple(p if p.kit else replace(p, gain_db=augment.uniform(rng, *BAND_UNDER_DB, 2))
                           for p in parts)
     plan = replace(plan, parts=parts)
     if rng.random() < negatives_share:
@@ -179,7 +179,7 @@ def _on_kit(rng, part: PartPlan, kit: str, breakbeat: bool, band: bool) -> PartP
     if rng.random() < BUS_CHANCE:
         params["bus"] = augment.draw_bus(rng)
     idiom = f"break_{part.instrument}" if breakbeat else part.instrument
-    gain = round(float(rng.uniform(*BAND_KIT_DB)), 2) if band else part.gain_db
+    gain = augment.uniform(rng, *BAND_KIT_DB, 2) if band else part.gain_db
     return replace(part, idiom=idiom, soundfont=None, patch=None, channels_detune_cents={},
                    kit=kit, augment=params, gain_db=gain)
 
@@ -225,7 +225,7 @@ def plan_part(rng, instrument: str, start_s: int, end_s: int, soundfonts: list[S
     idiom = str(rng.choice(family.idioms))
     # Small pitch shifts come from the synth's pitch bend (no resampling artefacts); doubled
     # courses get a second channel a few cents away.
-    detune = round(float(rng.uniform(-25, 25)), 1)
+    detune = augment.uniform(rng, -25, 25, 1)
     course = round(float(rng.choice((-1, 1)) * rng.uniform(3, 8)), 1) if family.courses else None
     params = augment.draw_params(rng, pitch=False, noise=False, gain=False,
                                  drive=bool(rng.random() < family.drive), small_body=family.small_body)
@@ -234,8 +234,8 @@ def plan_part(rng, instrument: str, start_s: int, end_s: int, soundfonts: list[S
     voice, register = None, family.register
     if family.espeak:
         voice = {"voice": str(rng.choice(ESPEAK_VOICES)), "speed": int(rng.integers(60, 91)),
-                 "pitch": int(rng.integers(40, 81)), "vibrato_cents": round(float(rng.uniform(0, 35)), 1),
-                 "vibrato_hz": round(float(rng.uniform(4.5, 6.5)), 2),
+                 "pitch": int(rng.integers(40, 81)), "vibrato_cents": augment.uniform(rng, 0, 35, 1),
+                 "vibrato_hz": augment.uniform(rng, 4.5, 6.5, 2),
                  "syllables": [str(s) for s in rng.choice(SYLLABLES, size=3, replace=False)]}
         register, channels = None, {}
     else:
@@ -243,7 +243,7 @@ def plan_part(rng, instrument: str, start_s: int, end_s: int, soundfonts: list[S
         if course:
             params["course_detune_cents"] = course
     return PartPlan(instrument=instrument, idiom=idiom, register=register, start_s=start_s,
-                    end_s=end_s, gain_db=round(float(rng.uniform(-9, 0)), 2), augment=params,
+                    end_s=end_s, gain_db=augment.uniform(rng, -9, 0, 2), augment=params,
                     seed=int(rng.integers(2**31)), soundfont=None if family.espeak else soundfont,
                     patch=patch, channels_detune_cents=channels, voice=voice)
 

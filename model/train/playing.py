@@ -21,7 +21,7 @@ import mido
 import numpy as np
 
 from mmgat.model.audio import SAMPLE_RATE
-from mmgat.model.train import compose
+from mmgat.model.train import augment, compose
 
 TECHNIQUES = {"guitar": ("power_chords", "palm_mute", "slide", "bend", "harmonics"),
               "piano": ("electric_piano", "ambient", "pedal")}
@@ -37,9 +37,6 @@ PEDAL_LIFT = 0.1  # beats after a bar line the sustain pedal goes down again (le
 SUSTAIN, EXPRESSION = 64, 11  # MIDI controllers
 
 
-def _uniform(rng, low, high, digits=3) -> float:
-    return round(float(rng.uniform(low, high)), digits)
-
 
 def play(rng: np.random.Generator, part, share: float):
     """The part (planning.PartPlan), played with a technique this often when it is a guitar or
@@ -50,27 +47,27 @@ def play(rng: np.random.Generator, part, share: float):
     technique = str(rng.choice(techniques))
     params: dict = {"technique": technique}
     if technique == "power_chords":  # an electric guitar; the amp replaces the augmentation's drive
-        params |= {"drive_db": _uniform(rng, 15, 35, 1), "highpass_hz": _uniform(rng, 80, 100, 1),
-                   "lowpass_hz": _uniform(rng, 4000, 5000, 1), "compress": bool(rng.random() < 0.5)}
+        params |= {"drive_db": augment.uniform(rng, 15, 35, 1), "highpass_hz": augment.uniform(rng, 80, 100, 1),
+                   "lowpass_hz": augment.uniform(rng, 4000, 5000, 1), "compress": bool(rng.random() < 0.5)}
         return replace(part, idiom="power_chords", playing=params, patch=_one_of(rng, ELECTRIC_GUITARS, part),
                        augment={k: v for k, v in part.augment.items() if k != "drive"})
     if technique == "palm_mute":
-        params |= {"length_s": _uniform(rng, 0.08, 0.18), "lowpass_hz": _uniform(rng, 1200, 2500, 1)}
+        params |= {"length_s": augment.uniform(rng, 0.08, 0.18), "lowpass_hz": augment.uniform(rng, 1200, 2500, 1)}
     elif technique in ("slide", "bend"):
-        params |= {"chance": _uniform(rng, 0.3, 0.8), "cents": _uniform(rng, 100, 200, 1),
-                   "glide_s": _uniform(rng, 0.05, 0.25), "seed": int(rng.integers(2**31))}
+        params |= {"chance": augment.uniform(rng, 0.3, 0.8), "cents": augment.uniform(rng, 100, 200, 1),
+                   "glide_s": augment.uniform(rng, 0.05, 0.25), "seed": int(rng.integers(2**31))}
     elif technique == "harmonics":
         params |= {"interval": int(rng.choice(HARMONIC_INTERVALS)), "velocity": int(rng.integers(35, 66)),
-                   "highpass_hz": _uniform(rng, 400, 800, 1)}
+                   "highpass_hz": augment.uniform(rng, 400, 800, 1)}
     elif technique == "electric_piano":
         if rng.random() < 0.5:
-            params |= {"tremolo_hz": _uniform(rng, 3, 7), "tremolo_depth": _uniform(rng, 0.2, 0.5)}
+            params |= {"tremolo_hz": augment.uniform(rng, 3, 7), "tremolo_depth": augment.uniform(rng, 0.2, 0.5)}
         else:
-            params |= {"chorus_hz": _uniform(rng, 0.5, 2), "chorus_depth": _uniform(rng, 0.2, 0.5)}
+            params |= {"chorus_hz": augment.uniform(rng, 0.5, 2), "chorus_depth": augment.uniform(rng, 0.2, 0.5)}
         return replace(part, patch=_one_of(rng, ELECTRIC_PIANOS, part), playing=params)
     elif technique == "ambient":
-        params |= {"room_size": _uniform(rng, 0.8, 0.98), "wet": _uniform(rng, 0.3, 0.6),
-                   "lowpass_hz": _uniform(rng, 1500, 4000, 1), "swell_s": _uniform(rng, 0.3, 1.0)}
+        params |= {"room_size": augment.uniform(rng, 0.8, 0.98), "wet": augment.uniform(rng, 0.3, 0.6),
+                   "lowpass_hz": augment.uniform(rng, 1500, 4000, 1), "swell_s": augment.uniform(rng, 0.3, 1.0)}
     else:  # pedal
         params |= {"dynamics_bars": int(rng.integers(2, 5)), "dynamics_depth": int(rng.integers(15, 36))}
     return replace(part, playing=params)
